@@ -1,0 +1,108 @@
+"""The array backend: NumPy on the CPU, CuPy on a GPU.
+
+This is the only module of minigrad that imports NumPy or CuPy. Every other module asks
+`array_module(x)` for the module that owns an array, so the same op code runs on both:
+
+    xp = array_module(a)        # numpy or cupy, whichever holds `a`
+    out = xp.exp(a)
+
+A GPU is "usable" only when CuPy imports, reports a device, and a one-element allocation
+succeeds: `import cupy` alone succeeds on machines without a GPU.
+"""
+import functools
+
+import numpy
+
+np = numpy  # the CPU array module, re-exported for the rest of minigrad
+
+float16, float32, float64 = numpy.float16, numpy.float32, numpy.float64
+int32, int64, bool_ = numpy.int32, numpy.int64, numpy.bool_
+
+
+@functools.lru_cache(maxsize=None)
+def _cupy_or_none():
+    """Return the cupy module when a GPU is usable, else None (never raises)."""
+    try:
+        import cupy
+    except Exception:
+        return None
+    try:
+        if not cupy.cuda.is_available():
+            return None
+        cupy.zeros(1)
+    except Exception:
+        return None
+    return cupy
+
+
+def gpu_available() -> bool:
+    """True when CuPy imports, sees a device and can allocate on it."""
+    return _cupy_or_none() is not None
+
+
+def array_module(*arrays):
+    """numpy or cupy: the module that owns the arrays (numpy for Python scalars)."""
+    for a in arrays:
+        if type(a).__module__.startswith("cupy"):
+            return _cupy_or_none()
+    return numpy
+
+
+def device_of(array) -> str:
+    return "cuda" if type(array).__module__.startswith("cupy") else "cpu"
+
+
+def to_device(array, device: str):
+    """Move an array to 'cpu' (NumPy) or 'cuda' (CuPy), copying only when it must."""
+    if device == device_of(array):
+        return array
+    if device == "cpu":
+        return array.get()
+    if device == "cuda":
+        cupy = _cupy_or_none()
+        if cupy is None:
+            raise RuntimeError("to('cuda'): no usable GPU (CuPy missing, no device, or allocation failed); "
+                               "run `python -m minigrad.env` to see why")
+        return cupy.asarray(array)
+    raise ValueError(f"to(): unknown device {device!r}; expected 'cpu' or 'cuda'")
+
+
+def module_for_device(device: str):
+    if device == "cpu":
+        return numpy
+    if device == "cuda":
+        cupy = _cupy_or_none()
+        if cupy is None:
+            raise RuntimeError("device 'cuda' requested but no usable GPU; run `python -m minigrad.env`")
+        return cupy
+    raise ValueError(f"unknown device {device!r}; expected 'cpu' or 'cuda'")
+
+
+def to_numpy(array):
+    return array.get() if device_of(array) == "cuda" else numpy.asarray(array)
+
+
+def is_array(x) -> bool:
+    return isinstance(x, numpy.ndarray) or type(x).__module__.startswith("cupy")
+
+
+def is_floating(dtype) -> bool:
+    return numpy.issubdtype(dtype, numpy.floating)
+
+
+def scatter_add(xp, target, index, values):
+    """target[index] += values, adding repeated indices (np.add.at / cupyx.scatter_add)."""
+    if xp is numpy:
+        numpy.add.at(target, index, values)
+    else:
+        import cupyx
+        cupyx.scatter_add(target, index, values)
+
+
+def erf(x):
+    """The error function, from SciPy or CuPy's cupyx.scipy (NumPy has none)."""
+    if array_module(x) is numpy:
+        import scipy.special
+        return scipy.special.erf(x)
+    import cupyx.scipy.special
+    return cupyx.scipy.special.erf(x)

@@ -1,0 +1,370 @@
+"""Elementwise ops: arithmetic with broadcasting, math functions, activations, comparisons.
+
+Each op computes its output on arrays and records a backward that maps the output gradient g to
+input gradients (the local derivative times g). Broadcasting is undone centrally by the engine.
+"""
+import math
+
+from minigrad import backend
+from minigrad.tensor import Tensor, record, tensor_method
+
+
+# ---------------------------------------------------------------------------------------------
+# Operands
+# ---------------------------------------------------------------------------------------------
+
+def as_tensor_operand(value, like: Tensor):
+    """A Python scalar takes the tensor's dtype (float scalars with integer tensors give float32)."""
+    if isinstance(value, Tensor):
+        return value
+    if backend.is_array(value):
+        return Tensor(value)
+    dtype = like.dtype
+    if isinstance(value, float) and not backend.is_floating(dtype):
+        dtype = backend.float32
+    xp = backend.array_module(like.data)
+    return Tensor(xp.asarray(value, dtype=dtype))
+
+
+def operands(a, b, op: str):
+    """Two tensors of one dtype on one device, or a clear error. Never promotes floats silently."""
+    if not isinstance(a, Tensor):
+        a = as_tensor_operand(a, b)
+    b = as_tensor_operand(b, a)
+    if a.device != b.device:
+        raise RuntimeError(f"{op}: operands are on different devices ({a.device} and {b.device})")
+    if a.dtype != b.dtype:
+        a_float, b_float = backend.is_floating(a.dtype), backend.is_floating(b.dtype)
+        if a_float and b_float:
+            raise TypeError(f"{op}: mixed dtypes {a.dtype} and {b.dtype} (shapes {a.shape} and {b.shape}); "
+                            f"minigrad never promotes silently: convert one with .float() or .double()")
+        if a_float:
+            b = b.type(a.dtype)
+        elif b_float:
+            a = a.type(b.dtype)
+    return a, b
+
+
+def _check_broadcast(a, b, op):
+    try:
+        return backend.np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        raise ValueError(f"{op}: shapes {a.shape} and {b.shape} do not broadcast (trailing dimensions must be "
+                         f"equal or 1)") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Arithmetic
+# ---------------------------------------------------------------------------------------------
+
+@tensor_method
+def add(a, b, alpha=1):
+    a, b = operands(a, b, "add")
+    _check_broadcast(a, b, "add")
+    if alpha != 1:
+        b = b * alpha
+    return record(a.data + b.data, (a, b), lambda g: (g, g), "add")
+
+
+@tensor_method
+def sub(a, b):
+    a, b = operands(a, b, "sub")
+    _check_broadcast(a, b, "sub")
+    return record(a.data - b.data, (a, b), lambda g: (g, -g), "sub")
+
+
+@tensor_method
+def mul(a, b):
+    a, b = operands(a, b, "mul")
+    _check_broadcast(a, b, "mul")
+
+    def backward(g):
+        return (g * b.data if a.requires_grad else None,
+                g * a.data if b.requires_grad else None)
+    return record(a.data * b.data, (a, b), backward, "mul")
+
+
+@tensor_method
+def div(a, b):
+    a, b = operands(a, b, "div")
+    _check_broadcast(a, b, "div")
+    if not backend.is_floating(a.dtype):
+        a, b = a.float(), b.float()
+    out = a.data / b.data
+
+    def backward(g):
+        return (g / b.data if a.requires_grad else None,
+                -g * out / b.data if b.requires_grad else None)
+    return record(out, (a, b), backward, "div")
+
+
+@tensor_method
+def pow(a, b):
+    """a ** b. d/da = b a^(b-1); d/db = a^b log a (computed only if b requires grad)."""
+    if not isinstance(b, Tensor) and not backend.is_array(b):
+        exponent = b  # the common case: a Python number, no gradient for it
+        out = a.data ** exponent
+
+        def backward_scalar(g):
+            if exponent == 2:
+                return (g * 2 * a.data,)
+            return (g * exponent * a.data ** (exponent - 1),)
+        return record(out, (a,), backward_scalar, "pow")
+    a, b = operands(a, b, "pow")
+    _check_broadcast(a, b, "pow")
+    out = a.data ** b.data
+
+    def backward(g):
+        xp = backend.array_module(g)
+        return (g * b.data * a.data ** (b.data - 1) if a.requires_grad else None,
+                g * out * xp.log(a.data) if b.requires_grad else None)
+    return record(out, (a, b), backward, "pow")
+
+
+@tensor_method
+def neg(a):
+    return record(-a.data, (a,), lambda g: (-g,), "neg")
+
+
+@tensor_method
+def maximum(a, b):
+    """Elementwise max; at ties the gradient is split evenly, as in PyTorch."""
+    a, b = operands(a, b, "maximum")
+    _check_broadcast(a, b, "maximum")
+    xp = backend.array_module(a.data)
+    out = xp.maximum(a.data, b.data)
+
+    def backward(g):
+        share_a = (a.data > b.data) + 0.5 * (a.data == b.data)
+        return g * share_a.astype(g.dtype), g * (1 - share_a).astype(g.dtype)
+    return record(out, (a, b), backward, "maximum")
+
+
+@tensor_method
+def minimum(a, b):
+    a, b = operands(a, b, "minimum")
+    _check_broadcast(a, b, "minimum")
+    xp = backend.array_module(a.data)
+    out = xp.minimum(a.data, b.data)
+
+    def backward(g):
+        share_a = (a.data < b.data) + 0.5 * (a.data == b.data)
+        return g * share_a.astype(g.dtype), g * (1 - share_a).astype(g.dtype)
+    return record(out, (a, b), backward, "minimum")
+
+
+def _reflected(op):
+    return lambda self, other: op(other, self)
+
+
+Tensor.__add__, Tensor.__radd__ = add, _reflected(add)
+Tensor.__sub__, Tensor.__rsub__ = sub, _reflected(sub)
+Tensor.__mul__, Tensor.__rmul__ = mul, _reflected(mul)
+Tensor.__truediv__, Tensor.__rtruediv__ = div, _reflected(div)
+Tensor.__pow__ = pow
+Tensor.__neg__ = neg
+
+
+def _rpow(self, base):
+    return pow(as_tensor_operand(base, self), self)
+
+
+Tensor.__rpow__ = _rpow
+
+
+# ---------------------------------------------------------------------------------------------
+# Comparisons and logic (no gradient)
+# ---------------------------------------------------------------------------------------------
+
+def _compare(name, fn):
+    def compare(a, b):
+        a, b = operands(a, b, name)
+        return Tensor(fn(a.data, b.data))
+    compare.__name__ = name
+    return compare
+
+
+eq = tensor_method(_compare("eq", lambda x, y: x == y))
+ne = tensor_method(_compare("ne", lambda x, y: x != y))
+lt = tensor_method(_compare("lt", lambda x, y: x < y))
+le = tensor_method(_compare("le", lambda x, y: x <= y))
+gt = tensor_method(_compare("gt", lambda x, y: x > y))
+ge = tensor_method(_compare("ge", lambda x, y: x >= y))
+Tensor.__eq__, Tensor.__ne__ = eq, ne
+Tensor.__lt__, Tensor.__le__, Tensor.__gt__, Tensor.__ge__ = lt, le, gt, ge
+Tensor.__hash__ = lambda self: id(self)
+Tensor.__invert__ = lambda self: Tensor(~self.data)
+Tensor.__and__ = lambda self, other: Tensor(self.data & operands(self, other, "and")[1].data)
+Tensor.__or__ = lambda self, other: Tensor(self.data | operands(self, other, "or")[1].data)
+
+
+# ---------------------------------------------------------------------------------------------
+# Unary math
+# ---------------------------------------------------------------------------------------------
+
+@tensor_method
+def exp(x):
+    out = backend.array_module(x.data).exp(x.data)
+    return record(out, (x,), lambda g: (g * out,), "exp")
+
+
+@tensor_method
+def log(x):
+    out = backend.array_module(x.data).log(x.data)
+    return record(out, (x,), lambda g: (g / x.data,), "log")
+
+
+@tensor_method
+def sqrt(x):
+    out = backend.array_module(x.data).sqrt(x.data)
+    return record(out, (x,), lambda g: (g / (2 * out),), "sqrt")
+
+
+@tensor_method
+def rsqrt(x):
+    """1/sqrt(x); d/dx = -x^(-3/2) / 2."""
+    out = 1 / backend.array_module(x.data).sqrt(x.data)
+    return record(out, (x,), lambda g: (-0.5 * g * out * out * out,), "rsqrt")
+
+
+@tensor_method
+def abs(x):
+    xp = backend.array_module(x.data)
+    return record(xp.abs(x.data), (x,), lambda g: (g * xp.sign(x.data),), "abs")
+
+
+@tensor_method
+def sin(x):
+    xp = backend.array_module(x.data)
+    return record(xp.sin(x.data), (x,), lambda g: (g * xp.cos(x.data),), "sin")
+
+
+@tensor_method
+def cos(x):
+    xp = backend.array_module(x.data)
+    return record(xp.cos(x.data), (x,), lambda g: (-g * xp.sin(x.data),), "cos")
+
+
+@tensor_method
+def tanh(x):
+    out = backend.array_module(x.data).tanh(x.data)
+    return record(out, (x,), lambda g: (g * (1 - out * out),), "tanh")
+
+
+def _sigmoid_array(xp, v):
+    """1 / (1 + e^-v) without overflow for large |v|."""
+    e = xp.exp(-xp.abs(v))
+    return xp.where(v >= 0, 1 / (1 + e), e / (1 + e))
+
+
+@tensor_method
+def sigmoid(x):
+    out = _sigmoid_array(backend.array_module(x.data), x.data)
+    return record(out, (x,), lambda g: (g * out * (1 - out),), "sigmoid")
+
+
+@tensor_method
+def relu(x):
+    xp = backend.array_module(x.data)
+    out = xp.maximum(x.data, 0)
+    return record(out, (x,), lambda g: (g * (x.data > 0),), "relu")
+
+
+_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
+
+
+@tensor_method
+def gelu(x, approximate="none"):
+    """GELU(x) = x Phi(x) (exact, with erf), or the tanh approximation
+    0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) when approximate='tanh'."""
+    xp = backend.array_module(x.data)
+    v = x.data
+    if approximate == "tanh":
+        inner = _SQRT_2_OVER_PI * (v + 0.044715 * v * v * v)
+        t = xp.tanh(inner)
+        out = 0.5 * v * (1 + t)
+
+        def backward(g):
+            d_inner = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * v * v)
+            return (g * (0.5 * (1 + t) + 0.5 * v * (1 - t * t) * d_inner),)
+    elif approximate == "none":
+        cdf = 0.5 * (1 + backend.erf(v / math.sqrt(2)))
+        out = v * cdf
+
+        def backward(g):
+            pdf = xp.exp(-0.5 * v * v) / math.sqrt(2 * math.pi)
+            return (g * (cdf + v * pdf),)
+    else:
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return record(out.astype(v.dtype, copy=False), (x,), backward, "gelu")
+
+
+@tensor_method
+def silu(x):
+    """x * sigmoid(x); d/dx = s (1 + x (1 - s))."""
+    s = _sigmoid_array(backend.array_module(x.data), x.data)
+    return record(x.data * s, (x,), lambda g: (g * s * (1 + x.data * (1 - s)),), "silu")
+
+
+@tensor_method
+def softplus(x, beta=1.0, threshold=20.0):
+    """log(1 + e^(beta x)) / beta, linear above `threshold` (as torch.nn.functional.softplus)."""
+    xp = backend.array_module(x.data)
+    bx = beta * x.data
+    out = xp.where(bx > threshold, x.data, xp.logaddexp(0, bx) / beta).astype(x.dtype, copy=False)
+
+    def backward(g):
+        return (g * xp.where(bx > threshold, 1, _sigmoid_array(xp, bx)).astype(g.dtype, copy=False),)
+    return record(out, (x,), backward, "softplus")
+
+
+@tensor_method
+def clamp(x, min=None, max=None):
+    """Clip to [min, max]; the gradient passes only where x was inside the range (PyTorch's rule)."""
+    if min is None and max is None:
+        raise ValueError("clamp: at least one of min and max must be given")
+    xp = backend.array_module(x.data)
+    lo = min.data if isinstance(min, Tensor) else min
+    hi = max.data if isinstance(max, Tensor) else max
+    out = xp.clip(x.data, lo, hi).astype(x.dtype, copy=False)
+    inside = xp.ones(x.shape, dtype=bool)
+    if lo is not None:
+        inside &= x.data >= lo
+    if hi is not None:
+        inside &= x.data <= hi
+    return record(out, (x,), lambda g: (g * inside,), "clamp")
+
+
+Tensor.clip = clamp
+
+
+@tensor_method
+def where(condition, x, y):
+    """x where condition else y; each gradient goes to the branch that was taken."""
+    x, y = operands(x, y, "where")
+    cond = condition.data if isinstance(condition, Tensor) else condition
+    if cond.dtype != backend.bool_:
+        raise TypeError(f"where: condition must be a bool tensor, got {cond.dtype}")
+    xp = backend.array_module(x.data)
+    out = xp.where(cond, x.data, y.data)
+
+    def backward(g):
+        zero = xp.zeros((), dtype=g.dtype)
+        return (xp.where(cond, g, zero) if x.requires_grad else None,
+                xp.where(cond, zero, g) if y.requires_grad else None)
+    return record(out, (x, y), backward, "where")
+
+
+@tensor_method
+def masked_fill(x, mask, value):
+    """x with `value` where mask is True (mask broadcasts to x's shape)."""
+    m = mask.data if isinstance(mask, Tensor) else mask
+    if m.dtype != backend.bool_:
+        raise TypeError(f"masked_fill: mask must be a bool tensor, got {m.dtype}")
+    try:
+        backend.np.broadcast_shapes(m.shape, x.shape)
+    except ValueError:
+        raise ValueError(f"masked_fill: mask of shape {m.shape} does not broadcast to the input's shape {x.shape}") from None
+    xp = backend.array_module(x.data)
+    out = xp.where(m, xp.asarray(value, dtype=x.dtype), x.data)
+    return record(out, (x,), lambda g: (xp.where(m, xp.zeros((), dtype=g.dtype), g),), "masked_fill")

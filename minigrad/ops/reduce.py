@@ -1,0 +1,216 @@
+"""Reductions (sum, mean, max, var, logsumexp, ...) and the softmax family.
+
+A reduction's backward spreads the output gradient back over the reduced axes: for sum that is a
+broadcast, for mean a broadcast divided by N, for max it goes to the positions of the maxima.
+softmax and log_softmax use fused backward formulas instead of a chain of small ops:
+    y = softmax(x):     dx = y * (g - sum(g * y))
+    y = log_softmax(x): dx = g - softmax(x) * sum(g)
+"""
+import builtins
+from collections import namedtuple
+
+from minigrad import backend
+from minigrad.tensor import Tensor, record, tensor_method
+
+ValuesIndices = namedtuple("ValuesIndices", ["values", "indices"])
+
+
+def normalize_dims(dim, ndim: int, op: str):
+    """dim (None, int or tuple, negatives allowed) -> a sorted tuple of non-negative axes."""
+    if dim is None:
+        return tuple(range(ndim))
+    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    span = builtins.max(ndim, 1)
+    out = []
+    for d in dims:
+        if not -span <= d < span:
+            raise IndexError(f"{op}: dimension {d} is out of range for a tensor with {ndim} dimensions")
+        out.append(d % span)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{op}: dimension repeated in {dim}")
+    return tuple(sorted(out)) if ndim else ()
+
+
+def expand_reduced(g, shape, axes, keepdim):
+    """Broadcast a reduced gradient back to the input's shape."""
+    xp = backend.array_module(g)
+    if not keepdim and axes:
+        g = xp.expand_dims(g, axes)
+    return xp.broadcast_to(g, shape)
+
+
+@tensor_method
+def sum(x, dim=None, keepdim=False):
+    axes = normalize_dims(dim, x.ndim, "sum")
+    out = x.data.sum(axis=axes, keepdims=keepdim)
+    if not backend.is_floating(x.dtype) and x.dtype != backend.int64:
+        out = out.astype(backend.int64)  # PyTorch sums bool and small ints as int64
+    return record(out, (x,), lambda g: (expand_reduced(g, x.shape, axes, keepdim),), "sum")
+
+
+@tensor_method
+def mean(x, dim=None, keepdim=False):
+    if not backend.is_floating(x.dtype):
+        raise TypeError(f"mean: input dtype must be floating point, got {x.dtype}; call .float() first")
+    axes = normalize_dims(dim, x.ndim, "mean")
+    count = 1
+    for a in axes:
+        count *= x.shape[a]
+    out = x.data.mean(axis=axes, keepdims=keepdim)
+    return record(out, (x,), lambda g: (expand_reduced(g / count, x.shape, axes, keepdim),), "mean")
+
+
+def _extremum(x, dim, keepdim, pick, name):
+    """max/min. Without dim: the value, gradient shared evenly among ties (like torch).
+    With dim: (values, indices), gradient to the returned index."""
+    xp = backend.array_module(x.data)
+    if dim is None:
+        if x.data.size == 0:
+            raise RuntimeError(f"{name}: the input is empty; give a dim or a non-empty tensor")
+        out = (xp.max if pick == "max" else xp.min)(x.data)
+
+        def backward_all(g):
+            hit = x.data == out
+            return (hit * (g / hit.sum()),)
+        return record(out, (x,), backward_all, name)
+    axis = normalize_dims(dim, x.ndim, name)[0] if x.ndim else None
+    arg = (xp.argmax if pick == "max" else xp.argmin)(x.data, axis=axis, keepdims=True)
+    values = xp.take_along_axis(x.data, arg, axis=axis) if x.ndim else x.data
+
+    def backward(g):
+        full = xp.zeros(x.shape, dtype=g.dtype)
+        if not x.ndim:
+            return (g,)
+        xp.put_along_axis(full, arg, g if keepdim else xp.expand_dims(g, axis), axis=axis)
+        return (full,)
+    if not keepdim and x.ndim:
+        values, arg = xp.squeeze(values, axis), xp.squeeze(arg, axis)
+    return ValuesIndices(record(values, (x,), backward, name), Tensor(arg.astype(backend.int64)))
+
+
+@tensor_method
+def max(x, dim=None, keepdim=False):
+    return _extremum(x, dim, keepdim, "max", "max")
+
+
+@tensor_method
+def min(x, dim=None, keepdim=False):
+    return _extremum(x, dim, keepdim, "min", "min")
+
+
+def _amax_amin(x, dim, keepdim, pick, name):
+    xp = backend.array_module(x.data)
+    axes = normalize_dims(dim, x.ndim, name)
+    out = (xp.max if pick == "max" else xp.min)(x.data, axis=axes, keepdims=True)
+
+    def backward(g):
+        hit = x.data == out
+        g = g if keepdim else xp.expand_dims(g, axes)
+        return (hit * (g / hit.sum(axis=axes, keepdims=True)),)
+    return record(out if keepdim else xp.squeeze(out, axes), (x,), backward, name)
+
+
+@tensor_method
+def amax(x, dim=None, keepdim=False):
+    return _amax_amin(x, dim, keepdim, "max", "amax")
+
+
+@tensor_method
+def amin(x, dim=None, keepdim=False):
+    return _amax_amin(x, dim, keepdim, "min", "amin")
+
+
+@tensor_method
+def argmax(x, dim=None, keepdim=False):
+    xp = backend.array_module(x.data)
+    if dim is None:
+        return Tensor(xp.asarray(xp.argmax(x.data), dtype=backend.int64))
+    return Tensor(xp.argmax(x.data, axis=dim, keepdims=keepdim).astype(backend.int64))
+
+
+@tensor_method
+def argmin(x, dim=None, keepdim=False):
+    xp = backend.array_module(x.data)
+    if dim is None:
+        return Tensor(xp.asarray(xp.argmin(x.data), dtype=backend.int64))
+    return Tensor(xp.argmin(x.data, axis=dim, keepdims=keepdim).astype(backend.int64))
+
+
+@tensor_method
+def var(x, dim=None, keepdim=False, correction=1, unbiased=None):
+    """sum((x - mean)^2) / (N - correction); d/dx = 2 (x - mean) / (N - correction)."""
+    if unbiased is not None:
+        correction = 1 if unbiased else 0
+    axes = normalize_dims(dim, x.ndim, "var")
+    count = 1
+    for a in axes:
+        count *= x.shape[a]
+    centered = x.data - x.data.mean(axis=axes, keepdims=True)
+    denom = builtins.max(count - correction, 0)
+    out = (centered * centered).sum(axis=axes, keepdims=keepdim) / denom
+
+    def backward(g):
+        g = g if keepdim else backend.array_module(g).expand_dims(g, axes)
+        return ((2 / denom) * g * centered,)
+    return record(out.astype(x.dtype, copy=False), (x,), backward, "var")
+
+
+@tensor_method
+def std(x, dim=None, keepdim=False, correction=1, unbiased=None):
+    return var(x, dim, keepdim, correction, unbiased).sqrt()
+
+
+@tensor_method
+def logsumexp(x, dim, keepdim=False):
+    """log sum exp(x), computed as m + log sum exp(x - m) with m the max; d/dx = softmax(x)."""
+    xp = backend.array_module(x.data)
+    axes = normalize_dims(dim, x.ndim, "logsumexp")
+    m = xp.max(x.data, axis=axes, keepdims=True)
+    m = xp.where(xp.isfinite(m), m, 0)
+    out = xp.log(xp.exp(x.data - m).sum(axis=axes, keepdims=True)) + m
+
+    def backward(g):
+        g = g if keepdim else xp.expand_dims(g, axes)
+        return (g * xp.exp(x.data - out),)
+    return record(out if keepdim else xp.squeeze(out, axes), (x,), backward, "logsumexp")
+
+
+def softmax_array(data, dim):
+    """Stable softmax of an array: exp(x - max) / sum exp(x - max). Fully -inf rows give 0, not NaN."""
+    xp = backend.array_module(data)
+    m = xp.max(data, axis=dim, keepdims=True)
+    e = xp.exp(data - xp.where(xp.isfinite(m), m, 0))
+    total = e.sum(axis=dim, keepdims=True)
+    return e / xp.where(total == 0, 1, total)
+
+
+@tensor_method
+def softmax(x, dim):
+    """softmax(x)_i = exp(x_i) / sum_j exp(x_j). Fused backward: dx = y * (g - sum(g * y))."""
+    normalize_dims(dim, x.ndim, "softmax")
+    y = softmax_array(x.data, dim)
+    return record(y, (x,), lambda g: (y * (g - (g * y).sum(axis=dim, keepdims=True)),), "softmax")
+
+
+@tensor_method
+def log_softmax(x, dim):
+    """x - logsumexp(x). Fused backward: dx = g - softmax(x) * sum(g)."""
+    xp = backend.array_module(x.data)
+    normalize_dims(dim, x.ndim, "log_softmax")
+    m = xp.max(x.data, axis=dim, keepdims=True)
+    shifted = x.data - m
+    out = shifted - xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))
+    return record(out, (x,), lambda g: (g - xp.exp(out) * g.sum(axis=dim, keepdims=True),), "log_softmax")
+
+
+@tensor_method
+def cumsum(x, dim):
+    """Running sum along dim. Backward: the reversed running sum of g."""
+    xp = backend.array_module(x.data)
+    axis = normalize_dims(dim, x.ndim, "cumsum")[0]
+    out = xp.cumsum(x.data, axis=axis)
+
+    def backward(g):
+        return (xp.flip(xp.cumsum(xp.flip(g, axis), axis=axis), axis),)
+    return record(out, (x,), backward, "cumsum")
+
