@@ -83,9 +83,10 @@ def _extremum(x, dim, keepdim, pick, name):
             return (g,)
         xp.put_along_axis(full, arg, g if keepdim else xp.expand_dims(g, axis), axis=axis)
         return (full,)
+    indices = arg
     if not keepdim and x.ndim:
-        values, arg = xp.squeeze(values, axis), xp.squeeze(arg, axis)
-    return ValuesIndices(record(values, (x,), backward, name), Tensor(arg.astype(backend.int64)))
+        values, indices = xp.squeeze(values, axis), xp.squeeze(arg, axis)
+    return ValuesIndices(record(values, (x,), backward, name), Tensor(indices.astype(backend.int64)))
 
 
 @tensor_method

