@@ -20,19 +20,30 @@ int32, int64, bool_ = numpy.int32, numpy.int64, numpy.bool_
 
 
 @functools.lru_cache(maxsize=None)
-def _cupy_or_none():
-    """Return the cupy module when a GPU is usable, else None (never raises)."""
+def _probe_cupy():
+    """(cupy module or None, why not): never raises."""
     try:
         import cupy
-    except Exception:
-        return None
+    except Exception as err:
+        return None, f"CuPy is not installed ({type(err).__name__}); pip install -r requirements-gpu.txt"
     try:
         if not cupy.cuda.is_available():
-            return None
+            return None, "CuPy is installed but sees no CUDA device"
         cupy.zeros(1)
-    except Exception:
-        return None
-    return cupy
+    except Exception as err:
+        return None, f"CuPy could not allocate on the device: {type(err).__name__}: {err}"
+    name = cupy.cuda.runtime.getDeviceProperties(0)["name"]
+    return cupy, name.decode() if isinstance(name, bytes) else str(name)
+
+
+def _cupy_or_none():
+    return _probe_cupy()[0]
+
+
+def gpu_status() -> str:
+    """'yes (device name)' or 'no (the reason)'."""
+    cupy, detail = _probe_cupy()
+    return f"{'yes' if cupy is not None else 'no'} ({detail})"
 
 
 def gpu_available() -> bool:

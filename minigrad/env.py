@@ -8,6 +8,8 @@ import os
 import platform
 import sys
 
+from minigrad import backend
+
 PACKAGES = ["numpy", "scipy", "numba", "torch", "matplotlib", "nbclient", "pytest", "hypothesis", "cupy"]
 
 
@@ -18,26 +20,11 @@ def version_of(name: str) -> str:
         return f"not available ({type(err).__name__})"
 
 
-def gpu_status() -> str:
-    try:
-        import cupy
-    except Exception:
-        return "no (CuPy is not installed; `pip install -r requirements-gpu.txt` on a machine with a GPU)"
-    try:
-        if not cupy.cuda.is_available():
-            return "no (CuPy is installed but sees no CUDA device)"
-        cupy.zeros(1)
-    except Exception as err:
-        return f"no (CuPy could not allocate on the device: {type(err).__name__}: {err})"
-    name = cupy.cuda.runtime.getDeviceProperties(0)["name"]
-    return f"yes ({name.decode() if isinstance(name, bytes) else name})"
-
-
 def report() -> str:
     lines = [f"python      {sys.version.split()[0]} ({platform.platform()})",
              f"cpu cores   {os.cpu_count()}"]
     lines += [f"{name:<11} {version_of(name)}" for name in PACKAGES]
-    lines.append(f"gpu usable  {gpu_status()}")
+    lines.append(f"gpu usable  {backend.gpu_status()}")
     sim = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") == "1"
     lines.append(f"cuda sim    {'on' if sim else 'off'} (NUMBA_ENABLE_CUDASIM={os.environ.get('NUMBA_ENABLE_CUDASIM', '')!r})")
     lines.append(f"fast mode   {os.environ.get('MINIGRAD_FAST', '0')} (MINIGRAD_FAST)")

@@ -56,6 +56,7 @@ def check_against_torch(mg_fn, torch_fn, inputs, *, dtypes=("float64", "float32"
         tol = tolerances[dtype]
         mg_in, t_in = [], []
         for i, x in enumerate(inputs):
+            x = np.asarray(x) if isinstance(x, np.generic) else x  # a 0-d result such as 2 * array(())
             if backend.is_array(x) and backend.is_floating(x.dtype):
                 arr = np.ascontiguousarray(x.astype(dtype))
                 grad = i not in no_grad
@@ -73,7 +74,12 @@ def check_against_torch(mg_fn, torch_fn, inputs, *, dtypes=("float64", "float32"
         rng = np.random.default_rng(seed + 1)
         mg_roots, t_roots, upstream = [], [], []
         for k, (m, t) in enumerate(zip(mg_out, t_out)):
+            if m.requires_grad != t.requires_grad:
+                raise AssertionError(f"[{dtype}] output {k}: requires_grad is {m.requires_grad}, torch's is "
+                                     f"{t.requires_grad}")
             if not t.dtype.is_floating_point:
+                if m.dtype != t.numpy().dtype:
+                    raise AssertionError(f"[{dtype}] output {k} has dtype {m.dtype}, torch's is {t.dtype}")
                 _close(f"[{dtype}] output {k}", m.data, t.numpy(), 0, 0)
                 continue
             if str(m.dtype) != dtype:

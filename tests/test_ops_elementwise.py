@@ -176,7 +176,8 @@ def test_maximum_minimum_ties_broadcast(name):
 
 # ---- clamp ----------------------------------------------------------------------------------
 
-CLAMP_ARGS = [dict(min=-0.5), dict(max=0.3), dict(min=-0.5, max=0.3), dict(min=0.2, max=0.2)]
+CLAMP_ARGS = [dict(min=-0.5), dict(max=0.3), dict(min=-0.5, max=0.3), dict(min=0.2, max=0.2),
+              dict(min=0.3, max=-0.5)]  # min > max: everything becomes max, no gradient passes
 
 
 @pytest.mark.parametrize("kwargs", CLAMP_ARGS, ids=str)
@@ -270,6 +271,30 @@ def test_logical_ops_on_masks():
 def test_comparison_of_integer_tensors():
     a = np.arange(12).reshape(3, 4)
     check_against_torch(lambda t: (t > 5, t == 3, t < 2.5), lambda t: (t > 5, t == 3, t < 2.5), [a])
+
+
+INT_MIXING = {
+    "int_plus_float_scalar": lambda t: t + 0.5,
+    "float_scalar_times_int": lambda t: 1.5 * t,
+    "int_div_int_scalar": lambda t: t / 2,
+    "int_scalar_div_int": lambda t: 7 / (t + 1),
+    "int_pow_float": lambda t: t ** 0.5,
+    "float_pow_int": lambda t: 1.5 ** t,
+    "int_plus_int": lambda t: t + 3,
+    "int_times_int": lambda t: t * t,
+}
+
+
+@pytest.mark.parametrize("name", INT_MIXING)
+def test_integer_tensors_with_scalars_follow_torch_dtypes(name):
+    fn = INT_MIXING[name]
+    check_against_torch(fn, fn, [np.arange(6).reshape(2, 3)], dtypes=("float32",))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_integer_tensor_promotes_to_the_float_operand(dtype):
+    check_against_torch(lambda i, x: i * x + x / (i + 1), lambda i, x: i * x + x / (i + 1),
+                        [np.arange(6).reshape(2, 3), random_array((2, 3), 30)], dtypes=(dtype,))
 
 
 def test_ops_compose_with_mixed_branches():

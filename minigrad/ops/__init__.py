@@ -2,6 +2,7 @@
 from minigrad.ops.elementwise import *  # noqa: F401,F403
 from minigrad.ops.elementwise import abs, pow  # noqa: F401  (shadow builtins on purpose, like torch.abs)
 from minigrad.ops.index import getitem  # noqa: F401
+from minigrad.ops.index import argsort, gather, index_select, scatter_add, sort, topk  # noqa: F401
 from minigrad.ops.linalg import einsum, matmul  # noqa: F401
 from minigrad.ops.reduce import *  # noqa: F401,F403
 from minigrad.ops.shape import *  # noqa: F401,F403

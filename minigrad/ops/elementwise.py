@@ -103,9 +103,13 @@ def pow(a, b):
     """a ** b. d/da = b a^(b-1); d/db = a^b log a (computed only if b requires grad)."""
     if not isinstance(b, Tensor) and not backend.is_array(b):
         exponent = b  # the common case: a Python number, no gradient for it
+        if isinstance(exponent, float) and not backend.is_floating(a.dtype):
+            a = a.float()  # int ** 0.5 is float32 in PyTorch (NumPy would give float64)
         out = a.data ** exponent
 
         def backward_scalar(g):
+            if exponent == 0:  # x^0 is constant, even at x = 0 where x^-1 would give 0 * inf = nan
+                return (backend.array_module(g).zeros_like(g),)
             if exponent == 2:
                 return (g * 2 * a.data,)
             return (g * exponent * a.data ** (exponent - 1),)
@@ -115,9 +119,14 @@ def pow(a, b):
     out = a.data ** b.data
 
     def backward(g):
+        # PyTorch's conventions at the edges: no gradient to a where b == 0, none to b where a == 0 and b >= 0
         xp = backend.array_module(g)
-        return (g * b.data * a.data ** (b.data - 1) if a.requires_grad else None,
-                g * out * xp.log(a.data) if b.requires_grad else None)
+        zero = xp.zeros((), dtype=g.dtype)
+        with backend.np.errstate(divide="ignore", invalid="ignore"):
+            grad_a = xp.where(b.data == 0, zero, g * b.data * a.data ** (b.data - 1)) if a.requires_grad else None
+            grad_b = (xp.where((a.data == 0) & (b.data >= 0), zero, g * out * xp.log(a.data))
+                      if b.requires_grad else None)
+        return grad_a, grad_b
     return record(out, (a, b), backward, "pow")
 
 

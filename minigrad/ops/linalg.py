@@ -28,10 +28,10 @@ def matmul(a, b):
         A = a.data if a.ndim > 1 else a.data[None, :]   # (..., n, k)
         B = b.data if b.ndim > 1 else b.data[:, None]   # (..., k, m)
         G = g
+        if b.ndim == 1:  # first, so that 1-D @ 1-D (g is 0-d) becomes (1, 1)
+            G = xp.expand_dims(G, -1)
         if a.ndim == 1:
-            G = xp.expand_dims(G, -2)
-        if b.ndim == 1:
-            G = xp.expand_dims(G, -1)                    # (..., n, m)
+            G = xp.expand_dims(G, -2)                    # (..., n, m)
         grad_a = grad_b = None
         if a.requires_grad:
             grad_a = G @ xp.swapaxes(B, -1, -2)          # (..., n, k)

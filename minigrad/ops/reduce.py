@@ -7,6 +7,7 @@ softmax and log_softmax use fused backward formulas instead of a chain of small 
     y = log_softmax(x): dx = g - softmax(x) * sum(g)
 """
 import builtins
+import math
 from collections import namedtuple
 
 from minigrad import backend
@@ -71,7 +72,7 @@ def _extremum(x, dim, keepdim, pick, name):
 
         def backward_all(g):
             hit = x.data == out
-            return (hit * (g / hit.sum()),)
+            return (hit * (g / hit.sum(dtype=g.dtype)),)
         return record(out, (x,), backward_all, name)
     axis = normalize_dims(dim, x.ndim, name)[0] if x.ndim else None
     arg = (xp.argmax if pick == "max" else xp.argmin)(x.data, axis=axis, keepdims=True)
@@ -107,7 +108,7 @@ def _amax_amin(x, dim, keepdim, pick, name):
     def backward(g):
         hit = x.data == out
         g = g if keepdim else xp.expand_dims(g, axes)
-        return (hit * (g / hit.sum(axis=axes, keepdims=True)),)
+        return (hit * (g / hit.sum(axis=axes, keepdims=True, dtype=g.dtype)),)
     return record(out if keepdim else xp.squeeze(out, axes), (x,), backward, name)
 
 
@@ -121,44 +122,68 @@ def amin(x, dim=None, keepdim=False):
     return _amax_amin(x, dim, keepdim, "min", "amin")
 
 
+def _arg_extremum(x, dim, keepdim, pick):
+    """Index of the first max/min along dim; dim=None indexes the flattened tensor (keepdim: all dims 1)."""
+    xp = backend.array_module(x.data)
+    find = xp.argmax if pick == "max" else xp.argmin
+    if dim is None:
+        index = xp.asarray(find(x.data), dtype=backend.int64)
+        return Tensor(index.reshape((1,) * x.ndim) if keepdim else index)
+    axis = normalize_dims(dim, x.ndim, "arg" + pick)[0] if x.ndim else None
+    return Tensor(xp.asarray(find(x.data, axis=axis, keepdims=keepdim), dtype=backend.int64))
+
+
 @tensor_method
 def argmax(x, dim=None, keepdim=False):
-    xp = backend.array_module(x.data)
-    if dim is None:
-        return Tensor(xp.asarray(xp.argmax(x.data), dtype=backend.int64))
-    return Tensor(xp.argmax(x.data, axis=dim, keepdims=keepdim).astype(backend.int64))
+    return _arg_extremum(x, dim, keepdim, "max")
 
 
 @tensor_method
 def argmin(x, dim=None, keepdim=False):
-    xp = backend.array_module(x.data)
-    if dim is None:
-        return Tensor(xp.asarray(xp.argmin(x.data), dtype=backend.int64))
-    return Tensor(xp.argmin(x.data, axis=dim, keepdims=keepdim).astype(backend.int64))
+    return _arg_extremum(x, dim, keepdim, "min")
 
 
-@tensor_method
-def var(x, dim=None, keepdim=False, correction=1, unbiased=None):
-    """sum((x - mean)^2) / (N - correction); d/dx = 2 (x - mean) / (N - correction)."""
+def _variance(x, dim, keepdim, correction, unbiased, op):
+    """The variance array and its backward g -> dx, shared by var and std.
+    N - correction <= 0 divides by 0 and gives nan/inf, as in PyTorch (which also warns)."""
     if unbiased is not None:
         correction = 1 if unbiased else 0
-    axes = normalize_dims(dim, x.ndim, "var")
+    xp = backend.array_module(x.data)
+    axes = normalize_dims(dim, x.ndim, op)
     count = 1
     for a in axes:
         count *= x.shape[a]
     centered = x.data - x.data.mean(axis=axes, keepdims=True)
     denom = builtins.max(count - correction, 0)
-    out = (centered * centered).sum(axis=axes, keepdims=keepdim) / denom
+    with backend.np.errstate(divide="ignore", invalid="ignore"):
+        out = ((centered * centered).sum(axis=axes, keepdims=keepdim) / denom).astype(x.dtype, copy=False)
 
     def backward(g):
-        g = g if keepdim else backend.array_module(g).expand_dims(g, axes)
-        return ((2 / denom) * g * centered,)
-    return record(out.astype(x.dtype, copy=False), (x,), backward, "var")
+        g = g if keepdim else xp.expand_dims(g, axes)
+        with backend.np.errstate(invalid="ignore"):
+            return (2 / denom if denom else math.inf) * g * centered
+    return out, backward
+
+
+@tensor_method
+def var(x, dim=None, keepdim=False, correction=1, unbiased=None):
+    """sum((x - mean)^2) / (N - correction); d/dx = 2 (x - mean) / (N - correction)."""
+    out, backward = _variance(x, dim, keepdim, correction, unbiased, "var")
+    return record(out, (x,), lambda g: (backward(g),), "var")
 
 
 @tensor_method
 def std(x, dim=None, keepdim=False, correction=1, unbiased=None):
-    return var(x, dim, keepdim, correction, unbiased).sqrt()
+    """sqrt(var). d/dvar = 1 / (2 std), taken as 0 where std = 0 (constant values), as in PyTorch."""
+    xp = backend.array_module(x.data)
+    variance, backward_var = _variance(x, dim, keepdim, correction, unbiased, "std")
+    out = xp.sqrt(variance)
+
+    def backward(g):
+        with backend.np.errstate(divide="ignore", invalid="ignore"):
+            g_var = xp.where(out == 0, xp.zeros((), dtype=g.dtype), g / (2 * out))
+        return (backward_var(g_var),)
+    return record(out, (x,), backward, "std")
 
 
 @tensor_method
@@ -208,7 +233,10 @@ def log_softmax(x, dim):
 def cumsum(x, dim):
     """Running sum along dim. Backward: the reversed running sum of g."""
     xp = backend.array_module(x.data)
-    axis = normalize_dims(dim, x.ndim, "cumsum")[0]
+    dims = normalize_dims(dim, x.ndim, "cumsum")
+    if not x.ndim:  # a 0-d tensor is its own running sum
+        return record(x.data.copy(), (x,), lambda g: (g,), "cumsum")
+    axis = dims[0]
     out = xp.cumsum(x.data, axis=axis)
 
     def backward(g):

@@ -72,7 +72,10 @@ def permute(x, *dims):
 @tensor_method
 def transpose(x, dim0, dim1):
     xp = backend.array_module(x.data)
-    a, b = (normalize_dims(d, x.ndim, "transpose")[0] for d in (dim0, dim1))
+    dims = [normalize_dims(d, x.ndim, "transpose") for d in (dim0, dim1)]
+    if not x.ndim:  # dims 0 and -1 of a 0-d tensor: nothing to swap
+        return record(x.data, (x,), lambda g: (g,), "transpose")
+    a, b = (d[0] for d in dims)
     return record(xp.swapaxes(x.data, a, b), (x,), lambda g: (xp.swapaxes(g, a, b),), "transpose")
 
 

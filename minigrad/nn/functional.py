@@ -1,0 +1,733 @@
+"""minigrad.nn.functional: layers and losses as functions, with torch.nn.functional's names and arguments.
+
+    import minigrad.nn.functional as F
+    loss = F.cross_entropy(F.linear(x, w, b), targets)
+
+The workhorses of a transformer (linear, layer_norm, rms_norm, cross_entropy, embedding) are single
+ops with a hand-written backward, not chains of small ops: fewer passes over memory, fewer
+temporaries, and the formula the docstring states is the code that runs. Each one checks its
+inputs' shapes and names itself, the shapes and what it expected when they are wrong.
+"""
+import math
+
+from minigrad import backend
+from minigrad.ops.elementwise import gelu, relu, sigmoid, silu, softplus, tanh  # noqa: F401  (re-exported)
+from minigrad.ops.index import add_at_along
+from minigrad.ops.reduce import log_softmax as _log_softmax
+from minigrad.ops.reduce import normalize_dims
+from minigrad.ops.reduce import softmax as _softmax
+from minigrad.random import default_generator
+from minigrad.tensor import Tensor, record
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------
+
+def _data(t):
+    return None if t is None else (t.data if isinstance(t, Tensor) else t)
+
+
+def _check_dtypes(op, *tensors):
+    """All floating tensors given (None skipped) share one dtype: minigrad never promotes silently."""
+    given = [t for t in tensors if t is not None]
+    dtypes = {str(t.dtype) for t in given}
+    if len(dtypes) > 1:
+        raise TypeError(f"{op}: mixed dtypes {[str(t.dtype) for t in given]} (shapes {[t.shape for t in given]}); "
+                        f"convert with .float() or .double()")
+
+
+def _reduction(op, reduction, size_average=None, reduce=None):
+    """The reduction string, mapping the deprecated size_average/reduce flags as torch does."""
+    if size_average is not None or reduce is not None:
+        size_average = True if size_average is None else size_average
+        reduce = True if reduce is None else reduce
+        reduction = "none" if not reduce else ("mean" if size_average else "sum")
+    if reduction not in ("none", "mean", "sum"):
+        raise ValueError(f"{op}: reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+    return reduction
+
+
+def _reduce(loss, reduction, op, parents, grads_of_loss, count=None):
+    """Reduce an elementwise loss array and record it: backward maps g to g_loss (loss's shape) and
+    calls grads_of_loss(g_loss) -> one gradient per parent. mean divides by `count` (default: size)."""
+    xp = backend.array_module(loss)
+    if reduction == "none":
+        return record(loss, parents, grads_of_loss, op)
+    count = loss.size if count is None else count
+    total = loss.sum()
+    out = total if reduction == "sum" else total / count
+    out = xp.asarray(out, dtype=loss.dtype)
+
+    def backward(g):
+        scale = g if reduction == "sum" else g / count
+        return grads_of_loss(xp.broadcast_to(scale.astype(loss.dtype, copy=False), loss.shape))
+    return record(out, parents, backward, op)
+
+
+def _same_shape(op, input, target, what="target"):
+    if input.shape != target.shape:
+        raise ValueError(f"{op}: {what} shape {target.shape} differs from the input's shape {input.shape}; "
+                         f"expected equal shapes (minigrad does not broadcast a loss's operands silently)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Activations (the ops, under torch.nn.functional's signatures)
+# ---------------------------------------------------------------------------------------------
+
+def _cast(input, dtype):
+    return input if dtype is None else input.type(dtype)
+
+
+def _softmax_dim(op, dim):
+    if dim is None:
+        raise TypeError(f"{op}: pass dim explicitly (torch's implicit choice of dim is deprecated)")
+    return dim
+
+
+def softmax(input, dim=None, _stacklevel=3, dtype=None):
+    """softmax(x)_i = exp(x_i) / sum_j exp(x_j) along dim; fused backward dx = y * (g - sum(g * y))."""
+    return _softmax(_cast(input, dtype), _softmax_dim("softmax", dim))
+
+
+def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
+    """log_softmax(x) = x - logsumexp(x) along dim; fused backward dx = g - softmax(x) * sum(g)."""
+    return _log_softmax(_cast(input, dtype), _softmax_dim("log_softmax", dim))
+
+
+# ---------------------------------------------------------------------------------------------
+# Linear and embedding
+# ---------------------------------------------------------------------------------------------
+
+def linear(input, weight, bias=None):
+    """y = x W^T + b for x of shape (..., in), W (out, in), b (out,).
+
+    Backward, with the batch dimensions flattened to M rows (X: (M, in), G: (M, out)):
+        dX = G W,    dW = G^T X  (one GEMM over the whole batch),    db = sum over rows of G.
+    """
+    if weight.ndim != 2:
+        raise ValueError(f"linear: weight must have shape (out_features, in_features), got {weight.shape}")
+    if input.ndim == 0 or input.shape[-1] != weight.shape[1]:
+        raise ValueError(f"linear: input of shape {input.shape} does not match weight of shape {weight.shape}: "
+                         f"expected input's last dimension to be in_features={weight.shape[1]}")
+    if bias is not None and bias.shape != (weight.shape[0],):
+        raise ValueError(f"linear: bias of shape {bias.shape} does not match weight of shape {weight.shape}: "
+                         f"expected ({weight.shape[0]},)")
+    _check_dtypes("linear", input, weight, bias)
+    out_features, in_features = weight.shape
+    x2 = input.data.reshape(-1, in_features)                      # (M, in)
+    out = x2 @ weight.data.T                                      # (M, out)
+    if bias is not None:
+        out += bias.data
+    out = out.reshape(input.shape[:-1] + (out_features,))
+
+    def backward(g):
+        g2 = g.reshape(-1, out_features)                          # (M, out)
+        dx = (g2 @ weight.data).reshape(input.shape) if input.requires_grad else None
+        dw = g2.T @ x2 if weight.requires_grad else None
+        db = g2.sum(axis=0) if bias is not None and bias.requires_grad else None
+        return dx, dw, db
+    parents = (input, weight) if bias is None else (input, weight, bias)
+    return record(out, parents, backward, "linear")
+
+
+def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, scale_grad_by_freq=False,
+              sparse=False):
+    """Rows of the table: out[...] = weight[input[...]], shape input.shape + (embedding_dim,).
+
+    Backward: dW[input[k]] += g[k] (a scatter-add: a token that occurs twice gets both gradients);
+    the row padding_idx gets none. scale_grad_by_freq divides each row's gradient by its count in the batch.
+    """
+    if max_norm is not None or sparse:
+        raise NotImplementedError("embedding: max_norm and sparse are not supported")
+    if weight.ndim != 2:
+        raise ValueError(f"embedding: weight must have shape (num_embeddings, embedding_dim), got {weight.shape}")
+    idx = _data(input)
+    if not backend.is_array(idx) or idx.dtype.kind not in "iu":
+        raise TypeError(f"embedding: input must be an integer tensor of indices, got {getattr(idx, 'dtype', type(idx))}")
+    num, dim = weight.shape
+    if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= num):
+        raise IndexError(f"embedding: indices in [{int(idx.min())}, {int(idx.max())}] are out of range for a weight "
+                         f"of shape {weight.shape}; expected 0 <= index < {num}")
+    if padding_idx is not None:
+        if not -num <= padding_idx < num:
+            raise ValueError(f"embedding: padding_idx={padding_idx} must be within num_embeddings={num}")
+        padding_idx %= num
+    xp = backend.array_module(weight.data)
+    flat = idx.reshape(-1)
+    out = xp.take(weight.data, flat, axis=0).reshape(idx.shape + (dim,))
+
+    def backward(g):
+        g2 = g.reshape(-1, dim)                                   # (N, D)
+        if scale_grad_by_freq:
+            counts = xp.bincount(flat, minlength=num)
+            g2 = g2 / counts[flat, None].astype(g.dtype)
+        grad = add_at_along((num, dim), 0, flat[:, None], g2)    # (V, D)
+        if padding_idx is not None:
+            grad[padding_idx] = 0
+        return (grad,)
+    return record(out, (weight,), backward, "embedding")
+
+
+def one_hot(tensor, num_classes=-1):
+    """int64 tensor of shape tensor.shape + (num_classes,), 1 at each index (num_classes=-1: max + 1)."""
+    idx = _data(tensor)
+    if not backend.is_array(idx) or idx.dtype.kind not in "iu":
+        raise TypeError(f"one_hot: input must be an integer tensor, got {getattr(idx, 'dtype', type(idx))}")
+    xp = backend.array_module(idx)
+    if num_classes == -1:
+        if idx.size == 0:
+            raise ValueError("one_hot: cannot infer num_classes from an empty tensor; pass num_classes")
+        num_classes = int(idx.max()) + 1
+    if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= num_classes):
+        raise ValueError(f"one_hot: class values in [{int(idx.min())}, {int(idx.max())}] are out of range for "
+                         f"num_classes={num_classes}")
+    return Tensor((idx[..., None] == xp.arange(num_classes)).astype(backend.int64))
+
+
+# ---------------------------------------------------------------------------------------------
+# Normalization
+# ---------------------------------------------------------------------------------------------
+
+def _normalized_shape(op, input, normalized_shape, weight, bias=None):
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if not shape or input.shape[input.ndim - len(shape):] != shape or len(shape) > input.ndim:
+        raise ValueError(f"{op}: normalized_shape {shape} does not match the last dimensions of the input of "
+                         f"shape {input.shape}")
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and t.shape != shape:
+            raise ValueError(f"{op}: {name} of shape {t.shape} does not match normalized_shape {shape}")
+    _check_dtypes(op, input, weight, bias)
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """y = x_hat * w + b,  x_hat = (x - mean) / sigma,  sigma = sqrt(var + eps), over the last dims.
+
+    Fused backward (N the normalized size, means over the normalized dims, g_hat = g * w):
+        dx = (1 / sigma) * (g_hat - mean(g_hat) - x_hat * mean(g_hat * x_hat))
+        dw = sum over the batch of g * x_hat,    db = sum over the batch of g.
+    """
+    n = _normalized_shape("layer_norm", input, normalized_shape, weight, bias)
+    xp = backend.array_module(input.data)
+    x = input.data.reshape(-1, n)                                 # (M, N)
+    x_hat = x - x.mean(axis=1, keepdims=True)                     # centered, normalized in place below
+    var = xp.einsum("ij,ij->i", x_hat, x_hat)[:, None] / n
+    rstd = 1 / xp.sqrt(var + eps)                                 # (M, 1)
+    x_hat *= rstd                                                 # (M, N)
+    w = None if weight is None else weight.data.reshape(n)
+    out = x_hat if w is None else x_hat * w                       # x_hat is kept for backward: no in-place on it
+    if bias is not None:
+        out = x_hat + bias.data.reshape(n) if w is None else xp.add(out, bias.data.reshape(n), out=out)
+
+    def backward(g):
+        g = g.reshape(-1, n)                                      # (M, N)
+        dx = dw = db = None
+        if input.requires_grad:
+            g_hat = g if w is None else g * w
+            mean_g = g_hat.mean(axis=1, keepdims=True)
+            mean_gx = xp.einsum("ij,ij->i", g_hat, x_hat)[:, None] / n
+            dx = x_hat * mean_gx
+            xp.subtract(g_hat, dx, out=dx)
+            dx -= mean_g
+            dx *= rstd
+            dx = dx.reshape(input.shape)
+        if weight is not None and weight.requires_grad:
+            dw = xp.einsum("ij,ij->j", g, x_hat).reshape(weight.shape)
+        if bias is not None and bias.requires_grad:
+            db = g.sum(axis=0).reshape(bias.shape)
+        return tuple(d for d, t in ((dx, input), (dw, weight), (db, bias)) if t is not None)
+    parents = tuple(t for t in (input, weight, bias) if t is not None)
+    return record(out.reshape(input.shape), parents, backward, "layer_norm")
+
+
+def rms_norm(input, normalized_shape, weight=None, eps=None):
+    """y = x / rms(x) * w,  rms(x) = sqrt(mean(x^2) + eps) over the last dims (eps=None: the dtype's machine eps).
+
+    Fused backward (x_hat = x / rms, g_hat = g * w):  dx = (1 / rms) * (g_hat - x_hat * mean(g_hat * x_hat)).
+    """
+    n = _normalized_shape("rms_norm", input, normalized_shape, weight)
+    xp = backend.array_module(input.data)
+    eps = float(backend.np.finfo(input.dtype).eps) if eps is None else eps
+    x = input.data.reshape(-1, n)                                 # (M, N)
+    rstd = 1 / xp.sqrt(xp.einsum("ij,ij->i", x, x)[:, None] / n + eps)  # (M, 1)
+    x_hat = x * rstd
+    w = None if weight is None else weight.data.reshape(n)
+    out = x_hat if w is None else x_hat * w
+
+    def backward(g):
+        g = g.reshape(-1, n)
+        dx = dw = None
+        if input.requires_grad:
+            g_hat = g if w is None else g * w
+            mean_gx = xp.einsum("ij,ij->i", g_hat, x_hat)[:, None] / n
+            dx = x_hat * mean_gx
+            xp.subtract(g_hat, dx, out=dx)
+            dx *= rstd
+            dx = dx.reshape(input.shape)
+        if weight is not None and weight.requires_grad:
+            dw = xp.einsum("ij,ij->j", g, x_hat).reshape(weight.shape)
+        return (dx,) if weight is None else (dx, dw)
+    parents = (input,) if weight is None else (input, weight)
+    return record(out.reshape(input.shape), parents, backward, "rms_norm")
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+    """Per-channel normalization of input (N, C, *): y = (x - mean_c) / sqrt(var_c + eps) * w_c + b_c.
+
+    training=True: batch statistics over every dim but 1; running_mean/var (if given) are updated in
+    place, r = (1 - momentum) r + momentum * stat, with the unbiased variance (as torch). Backward is
+    layer_norm's formula with the means taken over (N, *):  dx = (1/sigma)(g_hat - mean(g_hat) - x_hat mean(g_hat x_hat)).
+    training=False: the running statistics are constants, dx = g * w / sqrt(running_var + eps).
+    """
+    if input.ndim < 2:
+        raise ValueError(f"batch_norm: input must have shape (N, C, *), got {input.shape}")
+    channels = input.shape[1]
+    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
+                    ("bias", bias)):
+        if t is not None and t.shape != (channels,):
+            raise ValueError(f"batch_norm: {name} of shape {t.shape} does not match the {channels} channels of "
+                             f"the input of shape {input.shape}; expected ({channels},)")
+    _check_dtypes("batch_norm", input, weight, bias)
+    xp = backend.array_module(input.data)
+    axes = (0,) + tuple(range(2, input.ndim))
+    stat_shape = (1, channels) + (1,) * (input.ndim - 2)
+    count = input.data.size // channels
+    x = input.data
+    if training:
+        if count <= 1:
+            raise ValueError(f"batch_norm: expected more than 1 value per channel when training, got input of "
+                             f"shape {input.shape}")
+        mean = x.mean(axis=axes, keepdims=True)
+        centered = x - mean
+        var = (centered * centered).mean(axis=axes, keepdims=True)
+        with_grad = True
+        if running_mean is not None:
+            running_mean.data *= 1 - momentum
+            running_mean.data += momentum * mean.reshape(channels)
+        if running_var is not None:
+            running_var.data *= 1 - momentum
+            running_var.data += (momentum * count / (count - 1)) * var.reshape(channels)
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError("batch_norm: running_mean and running_var are required when training=False")
+        centered = x - running_mean.data.reshape(stat_shape)
+        var = running_var.data.reshape(stat_shape)
+        with_grad = False
+    rstd = (1 / xp.sqrt(var + eps)).astype(x.dtype, copy=False)
+    x_hat = centered * rstd
+    w = None if weight is None else weight.data.reshape(stat_shape)
+    out = x_hat if w is None else x_hat * w
+    if bias is not None:
+        out = out + bias.data.reshape(stat_shape)
+
+    def backward(g):
+        dx = dw = db = None
+        if input.requires_grad:
+            g_hat = g if w is None else g * w
+            if with_grad:
+                dx = g_hat - g_hat.mean(axis=axes, keepdims=True)
+                dx -= x_hat * (g_hat * x_hat).mean(axis=axes, keepdims=True)
+                dx *= rstd
+            else:
+                dx = g_hat * rstd
+        if weight is not None and weight.requires_grad:
+            dw = (g * x_hat).sum(axis=axes).reshape(weight.shape)
+        if bias is not None and bias.requires_grad:
+            db = g.sum(axis=axes).reshape(bias.shape)
+        return tuple(d for d, t in ((dx, input), (dw, weight), (db, bias)) if t is not None)
+    parents = tuple(t for t in (input, weight, bias) if t is not None)
+    return record(out, parents, backward, "batch_norm")
+
+
+def normalize(input, p=2.0, dim=1, eps=1e-12, out=None):
+    """x / max(||x||_p, eps) along dim (torch.nn.functional.normalize).
+
+    Backward, with d = max(n, eps):  dx = g / d - [n > eps] * (sum(g * x) / d^2) * dn/dx,
+    dn/dx = sign(x) |x|^(p-1) / n^(p-1)  (x / n for p = 2).
+    """
+    if out is not None:
+        raise NotImplementedError("normalize: out= is not supported")
+    if not p > 0 or math.isinf(p):
+        raise ValueError(f"normalize: p must be a positive finite number, got {p}")
+    xp = backend.array_module(input.data)
+    axis = normalize_dims(dim, input.ndim, "normalize")[0] if input.ndim else 0
+    x = input.data if input.ndim else input.data.reshape(1)
+    n = _vector_norm(xp, x, p, axis)
+    d = xp.maximum(n, eps).astype(x.dtype, copy=False)
+    y = x / d
+
+    def backward(g):
+        g = g.reshape(x.shape)
+        dx = g / d
+        dot = ((g * x).sum(axis=axis, keepdims=True) / (d * d)) * (n > eps)
+        dx -= dot * _norm_grad(xp, x, n, p)
+        return (dx.reshape(input.shape),)
+    return record(y.reshape(input.shape), (input,), backward, "normalize")
+
+
+def _vector_norm(xp, x, p, axis):
+    if p == 2:
+        return xp.sqrt((x * x).sum(axis=axis, keepdims=True))
+    if p == 1:
+        return xp.abs(x).sum(axis=axis, keepdims=True)
+    return (xp.abs(x) ** p).sum(axis=axis, keepdims=True) ** (1 / p)
+
+
+def _norm_grad(xp, x, n, p):
+    """d ||x||_p / dx, zero where the norm is zero (torch's convention)."""
+    safe = xp.where(n == 0, 1, n).astype(x.dtype, copy=False)
+    if p == 2:
+        return x / safe
+    if p == 1:
+        return xp.sign(x)
+    grad = xp.sign(x) * xp.abs(x) ** (p - 1) / safe ** (p - 1)
+    return xp.where(n == 0, 0, grad).astype(x.dtype, copy=False)
+
+
+def cosine_similarity(x1, x2, dim=1, eps=1e-8):
+    """sum(x1 * x2) / (max(||x1||, eps) * max(||x2||, eps)) along dim, x1 and x2 broadcast.
+
+    As in torch, each norm is clamped separately and the clamp passes the gradient through:
+        d/dx1 = x2 / (n1c n2c) - out * x1 / (n1c n1)   (and symmetrically for x2).
+    """
+    _check_dtypes("cosine_similarity", x1, x2)
+    try:
+        shape = backend.np.broadcast_shapes(x1.shape, x2.shape)
+    except ValueError:
+        raise ValueError(f"cosine_similarity: shapes {x1.shape} and {x2.shape} do not broadcast") from None
+    if not shape:
+        raise ValueError("cosine_similarity: inputs must have at least 1 dimension")
+    axis = normalize_dims(dim, len(shape), "cosine_similarity")[0]
+    xp = backend.array_module(x1.data)
+    a, b = xp.broadcast_to(x1.data, shape), xp.broadcast_to(x2.data, shape)
+    n1, n2 = _vector_norm(xp, a, 2, axis), _vector_norm(xp, b, 2, axis)
+    n1c, n2c = xp.maximum(n1, eps).astype(a.dtype), xp.maximum(n2, eps).astype(a.dtype)
+    out = ((a / n1c) * (b / n2c)).sum(axis=axis, keepdims=True)
+
+    def backward(g):
+        g = xp.expand_dims(g, axis)
+        da = db = None
+        if x1.requires_grad:
+            da = g * (b / (n1c * n2c) - out * _norm_grad(xp, a, n1, 2) / n1c)
+        if x2.requires_grad:
+            db = g * (a / (n1c * n2c) - out * _norm_grad(xp, b, n2, 2) / n2c)
+        return da, db
+    return record(xp.squeeze(out, axis), (x1, x2), backward, "cosine_similarity")
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses
+# ---------------------------------------------------------------------------------------------
+
+def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
+                  reduction="mean", label_smoothing=0.0):
+    """Softmax cross-entropy of logits (N, C) or (N, C, d1, ...) (or unbatched (C,)).
+
+    target: class indices of shape (N, d1, ...), or class probabilities of the input's shape. With
+    eps = label_smoothing, the target distribution of a sample with class y is
+        q_c = (1 - eps) [c = y] + eps / C   (times the class weight w_c when weight is given),
+    and loss = -sum_c q_c log softmax(z)_c. Samples whose target is ignore_index contribute 0;
+    'mean' divides by the number (or, with weights, the summed w_y) of the other samples.
+
+    Fused backward, per sample:  dz = (softmax(z) * sum_c q_c - q) * g / denominator.
+    As torch's nll_loss, the class weights get no gradient with class-index targets (they do with probabilities).
+    """
+    reduction = _reduction("cross_entropy", reduction, size_average, reduce)
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+    if input.ndim == 0:
+        raise ValueError("cross_entropy: input must have shape (C,), (N, C) or (N, C, d1, ...), got a 0-d tensor")
+    unbatched = input.ndim == 1
+    class_axis = 0 if unbatched else 1
+    classes = input.shape[class_axis]
+    t = _data(target)
+    probabilities = backend.is_floating(t.dtype)
+    index_shape = input.shape[:class_axis] + input.shape[class_axis + 1:]
+    if (probabilities and t.shape != input.shape) or (not probabilities and t.shape != index_shape):
+        raise ValueError(f"cross_entropy: target of shape {t.shape} ({t.dtype}) does not match input of shape "
+                         f"{input.shape}: expected class indices of shape {index_shape} or class probabilities "
+                         f"of shape {input.shape}")
+    if not probabilities and t.dtype.kind not in "iu":
+        raise TypeError(f"cross_entropy: class-index target must be an integer tensor, got {t.dtype}")
+    if weight is not None and weight.shape != (classes,):
+        raise ValueError(f"cross_entropy: weight of shape {weight.shape} does not match the {classes} classes of the "
+                         f"input of shape {input.shape}; expected ({classes},)")
+    _check_dtypes("cross_entropy", input, weight, target if probabilities else None)
+    xp = backend.array_module(input.data)
+    # logits as rows (M, C): a view for (N, C); (N, C, d...) moves C last
+    z = input.data[None] if unbatched else input.data
+    if z.ndim > 2:
+        z = xp.moveaxis(z, 1, -1)
+    row_shape = z.shape[:-1]
+    z = z.reshape(-1, classes)                                    # (M, C)
+    w = None if weight is None else weight.data
+    shifted = z - z.max(axis=1, keepdims=True)                    # (M, C)
+    if probabilities:
+        return _cross_entropy_probs(input, target, weight, shifted, row_shape, unbatched, label_smoothing,
+                                    reduction)
+
+    y = t.reshape(-1)                                             # (M,)
+    valid = y != ignore_index
+    bad = valid & ((y < 0) | (y >= classes))
+    if bool(bad.any()):
+        raise IndexError(f"cross_entropy: target values {sorted(set(y[bad].tolist()))[:5]} are out of range for "
+                         f"{classes} classes (ignore_index={ignore_index})")
+    safe_y = xp.where(valid, y, 0)
+    rows = xp.arange(y.shape[0])
+    dtype = z.dtype
+    eps = label_smoothing
+    picked = shifted[rows, safe_y]                                # z_y - max, (M,)
+    smooth = None
+    if eps:
+        smooth = shifted.sum(axis=1) if w is None else shifted @ w  # sum_c w_c (z_c - max)
+    exps = xp.exp(shifted, out=shifted)                           # reuse the buffer: (M, C)
+    sums = exps.sum(axis=1)                                       # (M,)
+    lse = xp.log(sums)                                            # logsumexp - max
+    w_y = xp.ones((), dtype=dtype) if w is None else w[safe_y]
+    loss = (1 - eps) * w_y * (lse - picked)
+    if eps:
+        w_total = classes if w is None else w.sum()
+        loss = loss + (eps / classes) * (w_total * lse - smooth)
+    loss = xp.where(valid, loss, 0).astype(dtype, copy=False)
+    w_sum = (1 - eps) * w_y + (eps / classes) * (classes if w is None else w.sum())  # sum_c q_c, (M,) or ()
+    if reduction == "mean":
+        denominator = valid.sum().astype(dtype) if w is None else xp.where(valid, w_y, 0).sum()
+    else:
+        denominator = None
+
+    def grads(g_loss):
+        g_loss = xp.where(valid, g_loss.reshape(-1), 0).astype(dtype, copy=False)   # (M,)
+        dz = exps * ((g_loss * w_sum) / sums)[:, None]            # softmax * sum_c q_c * g
+        dz[rows, safe_y] -= g_loss * (1 - eps) * w_y
+        if eps:
+            dz -= (g_loss * (eps / classes))[:, None] * (1 if w is None else w)
+        return (_rows_to_input(xp, dz, input.shape, row_shape, unbatched),)
+    loss = loss.reshape(row_shape[1:] if unbatched else row_shape)
+    return _reduce(loss, reduction, "cross_entropy", (input,), grads, count=denominator)
+
+
+def _rows_to_input(xp, rows2d, shape, row_shape, unbatched):
+    """(M, C) rows back to the input's layout ((N, C, d...) has C at axis 1)."""
+    out = rows2d.reshape(row_shape + (rows2d.shape[1],))
+    if len(shape) > 2:
+        out = xp.moveaxis(out, -1, 1)
+    return out.reshape(shape) if unbatched else out
+
+
+def _cross_entropy_probs(input, target, weight, shifted, row_shape, unbatched, eps, reduction):
+    """cross_entropy with class probabilities: q_c = w_c ((1 - eps) t_c + eps / C), loss = -sum_c q_c logp_c.
+
+    dz = (softmax * sum_c q_c - q) * g;  dt_c = -(1 - eps) w_c logp_c g;  dw_c = -sum over rows of q_c / w_c logp_c g.
+    'mean' divides by the number of rows.
+    """
+    xp = backend.array_module(shifted)
+    classes = shifted.shape[1]
+    t = target.data[None] if unbatched else target.data
+    if t.ndim > 2:
+        t = xp.moveaxis(t, 1, -1)
+    t = t.reshape(-1, classes)                                    # (M, C)
+    logp = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
+    smoothed = (1 - eps) * t + eps / classes
+    q = smoothed if weight is None else smoothed * weight.data
+    loss = -(q * logp).sum(axis=1).reshape(row_shape[1:] if unbatched else row_shape)
+
+    def grads(g_loss):
+        g = g_loss.reshape(-1, 1)                                 # (M, 1)
+        dz = dt = dw = None
+        if input.requires_grad:
+            dz = (xp.exp(logp) * q.sum(axis=1, keepdims=True) - q) * g
+            dz = _rows_to_input(xp, dz, input.shape, row_shape, unbatched)
+        if target.requires_grad:
+            dt = -(1 - eps) * logp * g
+            if weight is not None:
+                dt = dt * weight.data
+            dt = _rows_to_input(xp, dt, target.shape, row_shape, unbatched)
+        if weight is not None and weight.requires_grad:
+            dw = -(smoothed * logp * g).sum(axis=0)              # (C,)
+        return (dz, dt) if weight is None else (dz, dt, dw)
+    parents = (input, target) if weight is None else (input, target, weight)
+    return _reduce(loss, reduction, "cross_entropy", parents, grads)
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None, reduction="mean",
+                                     pos_weight=None):
+    """Sigmoid + binary cross-entropy in one stable formula. With l = 1 + (pos_weight - 1) t:
+        loss = weight * ((1 - t) x + l * softplus(-x)),  softplus(-x) = log(1 + e^-|x|) + max(-x, 0).
+    Backward: dx = weight * ((1 - t) - l * sigmoid(-x)) g (= weight (sigmoid(x) - t) g without pos_weight),
+    dt = weight * (-x + (pos_weight - 1) softplus(-x)) g, dweight = loss / weight * g, dpos_weight = weight t softplus(-x) g.
+    """
+    reduction = _reduction("binary_cross_entropy_with_logits", reduction, size_average, reduce)
+    _same_shape("binary_cross_entropy_with_logits", input, target)
+    _check_dtypes("binary_cross_entropy_with_logits", input, target, weight, pos_weight)
+    xp = backend.array_module(input.data)
+    for name, extra in (("weight", weight), ("pos_weight", pos_weight)):
+        if extra is not None:
+            try:
+                if backend.np.broadcast_shapes(extra.shape, input.shape) != input.shape:
+                    raise ValueError
+            except ValueError:
+                raise ValueError(f"binary_cross_entropy_with_logits: {name} of shape {extra.shape} does not broadcast "
+                                 f"to the input's shape {input.shape}") from None
+    x, t = input.data, target.data
+    softplus_neg = xp.log1p(xp.exp(-xp.abs(x))) + xp.maximum(-x, 0)    # softplus(-x)
+    pw = None if pos_weight is None else pos_weight.data
+    scale = 1 if pw is None else 1 + (pw - 1) * t
+    unweighted = (1 - t) * x + scale * softplus_neg
+    wd = None if weight is None else weight.data
+    loss = unweighted if wd is None else unweighted * wd
+
+    def grads(g):
+        gw = g if wd is None else g * wd
+        dx = dt = dweight = dpw = None
+        if input.requires_grad:
+            sig_neg = xp.exp(-(x + softplus_neg))                 # sigmoid(-x) = exp(-softplus(x))
+            dx = gw * ((1 - t) - scale * sig_neg)
+        if target.requires_grad:
+            dt = gw * (-x if pw is None else (pw - 1) * softplus_neg - x)
+        if weight is not None and weight.requires_grad:
+            dweight = g * unweighted
+        if pos_weight is not None and pos_weight.requires_grad:
+            dpw = gw * t * softplus_neg
+        return tuple(d for d, p in ((dx, input), (dt, target), (dweight, weight), (dpw, pos_weight))
+                     if p is not None)
+    parents = tuple(p for p in (input, target, weight, pos_weight) if p is not None)
+    return _reduce(loss.astype(x.dtype, copy=False), reduction, "binary_cross_entropy_with_logits", parents, grads)
+
+
+def _pointwise_loss(op, input, target, weight, reduction, size_average, reduce, value, derivative):
+    """loss = weight * value(d), d = input - target; mean with weight divides by sum(weight), as torch."""
+    reduction = _reduction(op, reduction, size_average, reduce)
+    _same_shape(op, input, target)
+    if weight is not None:
+        _same_shape(op, input, weight, "weight")
+    _check_dtypes(op, input, target, weight)
+    xp = backend.array_module(input.data)
+    diff = input.data - target.data
+    unweighted = value(xp, diff)
+    loss = unweighted if weight is None else unweighted * weight.data
+    count = None if weight is None else weight.data.sum()
+    # 'mean' with weights is sum(w l) / sum(w): the weight's gradient also goes through the denominator
+    weighted_mean = loss.sum() / count if weight is not None and reduction == "mean" else 0
+
+    def grads(g):
+        gw = g if weight is None else g * weight.data
+        dx = gw * derivative(xp, diff) if input.requires_grad or target.requires_grad else None
+        out = [dx, None if dx is None else -dx]
+        if weight is not None:
+            out.append(g * (unweighted - weighted_mean) if weight.requires_grad else None)
+        return tuple(out)
+    parents = (input, target) if weight is None else (input, target, weight)
+    return _reduce(loss, reduction, op, parents, grads, count=count)
+
+
+def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
+    """(x - t)^2 (times weight), reduced; d/dx = 2 (x - t) g, d/dt = -d/dx."""
+    return _pointwise_loss("mse_loss", input, target, weight, reduction, size_average, reduce,
+                           lambda xp, d: d * d, lambda xp, d: 2 * d)
+
+
+def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
+    """|x - t| (times weight), reduced; d/dx = sign(x - t) g (0 at x = t), d/dt = -d/dx."""
+    return _pointwise_loss("l1_loss", input, target, weight, reduction, size_average, reduce,
+                           lambda xp, d: xp.abs(d), lambda xp, d: xp.sign(d))
+
+
+def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_target=False):
+    """KL(target || model) with input = log q:  t (log t - input), 0 where t = 0
+    (log_target: e^t (t - input)). reduction 'batchmean' divides the sum by input.size(0).
+
+    Backward: d/dinput = -t (or -e^t);  d/dt = log t + 1 - input, 0 where t = 0 (or e^t (t + 1 - input)).
+    """
+    if reduction not in ("batchmean", "none", "mean", "sum"):
+        raise ValueError(f"kl_div: reduction must be 'batchmean', 'none', 'mean' or 'sum', got {reduction!r}")
+    if reduction != "batchmean":
+        reduction = _reduction("kl_div", reduction, size_average, reduce)
+    _same_shape("kl_div", input, target)
+    _check_dtypes("kl_div", input, target)
+    xp = backend.array_module(input.data)
+    x, t = input.data, target.data
+    if log_target:
+        et = xp.exp(t)
+        loss = et * (t - x)
+    else:
+        log_t = xp.log(xp.where(t == 0, 1, t))                    # t log t = 0 where t = 0
+        loss = t * (log_t - x)
+
+    def grads(g):
+        dx = dt = None
+        if input.requires_grad:
+            dx = -g * (et if log_target else t)
+        if target.requires_grad:
+            dt = g * (et * (t + 1 - x) if log_target else xp.where(t == 0, 0, log_t + 1 - x))
+        return dx, dt
+    if reduction == "batchmean":
+        return _reduce(loss, "mean", "kl_div", (input, target), grads, count=input.shape[0] if input.ndim else 1)
+    return _reduce(loss, reduction, "kl_div", (input, target), grads)
+
+
+# ---------------------------------------------------------------------------------------------
+# Dropout and padding
+# ---------------------------------------------------------------------------------------------
+
+def dropout(input, p=0.5, training=True, inplace=False, mask=None):
+    """y = x * mask / (1 - p) with mask ~ Bernoulli(1 - p) (1 = keep); identity when not training.
+
+    Pass `mask` (a keep-mask: bool or 0/1, broadcastable to the input) to reproduce another library's
+    draw exactly; otherwise it is drawn from minigrad's default generator. Backward: g * mask / (1 - p).
+    """
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout: probability p must be in [0, 1], got {p}")
+    if not training or p == 0.0:
+        return input
+    xp = backend.array_module(input.data)
+    if mask is None:
+        keep = backend.to_device(default_generator.uniform(input.shape, backend.float32) >= p, input.device)
+    else:
+        keep = _data(mask)
+        try:
+            if backend.np.broadcast_shapes(keep.shape, input.shape) != input.shape:
+                raise ValueError
+        except ValueError:
+            raise ValueError(f"dropout: mask of shape {keep.shape} does not broadcast to the input's shape "
+                             f"{input.shape}") from None
+    if p == 1.0:
+        scale = xp.zeros(keep.shape, dtype=input.dtype)
+    else:
+        scale = keep.astype(input.dtype) * (1 / (1 - p))          # mask / (1 - p), in the input's dtype
+    return record(input.data * scale, (input,), lambda g: (g * scale,), "dropout")
+
+
+def pad(input, pad, mode="constant", value=None):
+    """Constant padding, torch's order: pad = (last_left, last_right, 2nd_last_left, 2nd_last_right, ...).
+
+    Negative amounts crop. Backward: the gradient of the kept region, cut out of g.
+    """
+    if mode != "constant":
+        raise NotImplementedError(f"pad: only mode='constant' is implemented, got {mode!r}")
+    pad = tuple(int(v) for v in pad)
+    if len(pad) % 2 or len(pad) // 2 > input.ndim:
+        raise ValueError(f"pad: pad {pad} must have an even length of at most 2 * ndim = {2 * input.ndim} "
+                         f"for an input of shape {input.shape}")
+    xp = backend.array_module(input.data)
+    widths = [(0, 0)] * input.ndim
+    for k in range(len(pad) // 2):
+        widths[input.ndim - 1 - k] = (pad[2 * k], pad[2 * k + 1])
+    crop = tuple(slice(max(-lo, 0), n - max(-hi, 0)) for (lo, hi), n in zip(widths, input.shape))
+    if any(s.stop < s.start for s in crop):
+        raise ValueError(f"pad: negative padding {pad} removes more than the input of shape {input.shape} holds")
+    kept = input.data[crop]
+    grow = [(max(lo, 0), max(hi, 0)) for lo, hi in widths]
+    out = xp.pad(kept, grow, mode="constant", constant_values=0 if value is None else value)
+    inner = tuple(slice(lo, lo + n) for (lo, _), n in zip(grow, kept.shape))
+
+    def backward(g):
+        if kept.shape == input.shape:
+            return (g[inner],)
+        full = xp.zeros(input.shape, dtype=g.dtype)
+        full[crop] = g[inner]
+        return (full,)
+    return record(out.astype(input.dtype, copy=False), (input,), backward, "pad")
