@@ -38,7 +38,7 @@ test: $(STAMP)
 	$(PY) -m pytest --exercises=solutions
 
 check: $(STAMP)
-	$(PY) -m pytest exercises/$(CH)_* --exercises=reader -p no:cacheprovider
+	$(PY) -m pytest exercises/$(CH)_* --exercises=reader -p no:cacheprovider -q --tb=short -rN
 
 lab: $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check jupyterlab==4.6.6

@@ -5,6 +5,8 @@ An exercise is "done" only when every one of its tests ran and passed. A test th
 """
 from collections import defaultdict
 
+import pytest
+
 _exercise_of = {}
 _outcomes = defaultdict(list)
 
@@ -14,6 +16,15 @@ def pytest_collection_modifyitems(items):
         marker = item.get_closest_marker("exercise")
         if marker:
             _exercise_of[item.nodeid] = marker.args[0]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """An unfinished exercise fails with one line, not a traceback through the test."""
+    outcome = yield
+    report = outcome.get_result()
+    if call.excinfo is not None and call.excinfo.typename == "ExerciseNotDone":
+        report.longrepr = f"ExerciseNotDone: {call.excinfo.value}"
 
 
 def pytest_runtest_logreport(report):

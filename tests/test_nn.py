@@ -384,6 +384,16 @@ def test_to_dtype_keeps_objects_and_integer_buffers():
         bn.to(mg.int64)
 
 
+def test_deepcopy_gives_an_independent_module():
+    import copy
+    net = Net()
+    twin = copy.deepcopy(net)
+    assert twin.head.weight is not net.head.weight and isinstance(twin.head.weight, mg.Parameter)
+    np.testing.assert_array_equal(twin.head.weight.data, net.head.weight.data)
+    nn.init.zeros_(twin.head.weight)
+    assert np.any(net.head.weight.data != 0)
+
+
 def test_repr_matches_torch():
     def build(n):
         return n.Sequential(
@@ -418,7 +428,8 @@ def test_functional_call_follows_tied_weights_and_restores():
     ("linear", None), ("conv2d", None), ("sigmoid", None), ("tanh", None), ("relu", None), ("leaky_relu", None),
     ("leaky_relu", 0.2), ("leaky_relu", math.sqrt(5)), ("selu", None)])
 def test_calculate_gain(nonlinearity, param):
-    assert nn.init.calculate_gain(nonlinearity, param) == pytest.approx(torch.nn.init.calculate_gain(nonlinearity, param))
+    want = torch.nn.init.calculate_gain(nonlinearity, param)
+    assert nn.init.calculate_gain(nonlinearity, param) == pytest.approx(want)
 
 
 @pytest.mark.parametrize("shape", [(3, 4), (5, 2, 3), (4, 3, 2, 2), (1, 7)])

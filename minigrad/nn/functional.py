@@ -144,7 +144,8 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, sca
         raise ValueError(f"embedding: weight must have shape (num_embeddings, embedding_dim), got {weight.shape}")
     idx = _data(input)
     if not backend.is_array(idx) or idx.dtype.kind not in "iu":
-        raise TypeError(f"embedding: input must be an integer tensor of indices, got {getattr(idx, 'dtype', type(idx))}")
+        raise TypeError(f"embedding: input must be an integer tensor of indices, "
+                        f"got {getattr(idx, 'dtype', type(idx))}")
     num, dim = weight.shape
     if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= num):
         raise IndexError(f"embedding: indices in [{int(idx.min())}, {int(idx.max())}] are out of range for a weight "
@@ -280,7 +281,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
 
     training=True: batch statistics over every dim but 1; running_mean/var (if given) are updated in
     place, r = (1 - momentum) r + momentum * stat, with the unbiased variance (as torch). Backward is
-    layer_norm's formula with the means taken over (N, *):  dx = (1/sigma)(g_hat - mean(g_hat) - x_hat mean(g_hat x_hat)).
+    layer_norm's formula with the means taken over (N, *):
+        dx = (1/sigma) (g_hat - mean(g_hat) - x_hat mean(g_hat x_hat)),  g_hat = g * w.
     training=False: the running statistics are constants, dx = g * w / sqrt(running_var + eps).
     """
     if input.ndim < 2:
@@ -291,7 +293,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         if t is not None and t.shape != (channels,):
             raise ValueError(f"batch_norm: {name} of shape {t.shape} does not match the {channels} channels of "
                              f"the input of shape {input.shape}; expected ({channels},)")
-    _check_dtypes("batch_norm", input, weight, bias)
+    _check_dtypes("batch_norm", input, running_mean, running_var, weight, bias)
     xp = backend.array_module(input.data)
     axes = (0,) + tuple(range(2, input.ndim))
     stat_shape = (1, channels) + (1,) * (input.ndim - 2)
@@ -558,7 +560,8 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
     """Sigmoid + binary cross-entropy in one stable formula. With l = 1 + (pos_weight - 1) t:
         loss = weight * ((1 - t) x + l * softplus(-x)),  softplus(-x) = log(1 + e^-|x|) + max(-x, 0).
     Backward: dx = weight * ((1 - t) - l * sigmoid(-x)) g (= weight (sigmoid(x) - t) g without pos_weight),
-    dt = weight * (-x + (pos_weight - 1) softplus(-x)) g, dweight = loss / weight * g, dpos_weight = weight t softplus(-x) g.
+    dt = weight * (-x + (pos_weight - 1) softplus(-x)) g,  dweight = (loss / weight) g,
+    dpos_weight = weight t softplus(-x) g  (torch refuses the last two; minigrad computes them).
     """
     reduction = _reduction("binary_cross_entropy_with_logits", reduction, size_average, reduce)
     _same_shape("binary_cross_entropy_with_logits", input, target)

@@ -27,7 +27,8 @@ def _checkpoint_array(value, key):
     try:
         return backend.np.asarray(value)
     except Exception as err:
-        raise TypeError(f"load_state_dict: value for {key!r} is a {type(value).__name__}, not a tensor or array") from err
+        raise TypeError(f"load_state_dict: value for {key!r} is a {type(value).__name__}, "
+                        f"not a tensor or array") from err
 
 
 def _indent(text, spaces=2):
@@ -86,14 +87,16 @@ class Module:
                 object.__setattr__(self, name, value)
             elif store is self._buffers:
                 if value is not None and not isinstance(value, Tensor):
-                    raise TypeError(f"cannot assign a {type(value).__name__} to buffer {name!r} (Tensor or None expected)")
+                    raise TypeError(f"cannot assign a {type(value).__name__} to buffer {name!r} "
+                                    f"(Tensor or None expected)")
                 store[name] = value
             elif value is None:
                 store[name] = None
             else:
                 kind = "parameter" if store is self._parameters else "submodule"
                 expected = "Parameter" if kind == "parameter" else "Module"
-                raise TypeError(f"cannot assign a {type(value).__name__} to {kind} {name!r} ({expected} or None expected)")
+                raise TypeError(f"cannot assign a {type(value).__name__} to {kind} {name!r} "
+                                f"({expected} or None expected)")
 
     def __getattr__(self, name):  # called only when normal lookup fails
         store = self._store(name)

@@ -70,8 +70,8 @@ class _CellBase(Module):
 
     def _batched(self, x):
         if x.ndim not in (1, 2) or x.shape[-1] != self.input_size:
-            raise ValueError(f"{type(self).__name__}: expected input (batch, {self.input_size}) or ({self.input_size},), "
-                             f"got shape {x.shape}")
+            raise ValueError(f"{type(self).__name__}: expected input (batch, {self.input_size}) or "
+                             f"({self.input_size},), got shape {x.shape}")
         return x if x.ndim == 2 else x.unsqueeze(0)
 
     def extra_repr(self):

@@ -98,7 +98,8 @@ class Optimizer:
         sizes = [len(g["params"]) for g in self.param_groups]
         saved_sizes = [len(g["params"]) for g in saved_groups]
         if sizes != saved_sizes:
-            raise ValueError(f"load_state_dict: parameter group sizes {saved_sizes} do not match the optimizer's {sizes}")
+            raise ValueError(f"load_state_dict: parameter group sizes {saved_sizes} do not match "
+                             f"the optimizer's {sizes}")
         params = {i: p for saved, group in zip(saved_groups, self.param_groups)
                   for i, p in zip(saved["params"], group["params"])}
         self.state = {params[i]: {k: _state_value(v, params[i], k) for k, v in s.items()}
