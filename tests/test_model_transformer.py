@@ -10,7 +10,6 @@ import pytest
 import torch
 
 import minigrad as mg
-import minigrad.nn.functional as F
 from minigrad import nn, optim
 from minigrad.backend import np
 from minigrad.optim import lr_scheduler
@@ -20,15 +19,16 @@ VOCAB, BLOCK, D_MODEL, N_HEAD, N_LAYER = 11, 8, 12, 3, 2
 B, T = 2, 7  # T < BLOCK: the causal mask is sliced
 
 
-def gpt_classes(lib, functional):
-    """The model's classes over either library (lib: minigrad.nn or torch.nn), written as a reader would."""
+def gpt_classes(tl):
+    """The model over either library (tl: minigrad or torch), written once, as a reader would."""
+    lib, functional = tl.nn, tl.nn.functional
 
     class CausalSelfAttention(lib.Module):
         def __init__(self):
             super().__init__()
             self.qkv = lib.Linear(D_MODEL, 3 * D_MODEL)
             self.proj = lib.Linear(D_MODEL, D_MODEL)
-            future = (mg if lib is nn else torch).triu((mg if lib is nn else torch).ones(BLOCK, BLOCK), diagonal=1)
+            future = tl.triu(tl.ones(BLOCK, BLOCK), diagonal=1)
             self.register_buffer("future", future.bool(), persistent=False)  # True above the diagonal
 
         def forward(self, x):
@@ -76,7 +76,7 @@ def gpt_classes(lib, functional):
                 self.head.weight = self.tok_emb.weight
 
         def forward(self, idx, targets):
-            positions = (mg if lib is nn else torch).arange(idx.shape[1])
+            positions = tl.arange(idx.shape[1])
             x = self.tok_emb(idx) + self.pos_emb(positions)                  # (B, T, C)
             for block in self.blocks:
                 x = block(x)
@@ -87,7 +87,7 @@ def gpt_classes(lib, functional):
     return GPT
 
 
-MGGPT, TorchGPT = gpt_classes(nn, F), gpt_classes(torch.nn, torch.nn.functional)
+MGGPT, TorchGPT = gpt_classes(mg), gpt_classes(torch)
 
 
 def _models(tied, dtype):

@@ -126,3 +126,15 @@ def test_bad_shapes_raise():
         nn.GRU(3, 4)(mg.randn(5, 2, 3), mg.zeros(2, 2, 4))
     with pytest.raises(ValueError, match="GRUCell: expected input"):
         nn.GRUCell(3, 4)(mg.randn(2, 5))
+
+
+def test_backward_twice_with_retain_graph_accumulates():
+    """The per-step slices share one gradient buffer; a second backward must start from a fresh one."""
+    gru = nn.GRU(3, 4, num_layers=2)
+    x = mg.randn(5, 2, 3, requires_grad=True)
+    out, _ = gru(x)
+    g = random_array(out.shape).astype(np.float32)
+    out.backward(g, retain_graph=True)
+    first = x.grad.data.copy()
+    out.backward(g)
+    np.testing.assert_allclose(x.grad.data, 2 * first, rtol=1e-6)
