@@ -169,6 +169,24 @@ def test_chunk(chunks, dim):
     check_against_torch(lambda t: mg.chunk(t, chunks, dim), lambda t: torch.chunk(t, chunks, dim), [x])
 
 
+@pytest.mark.parametrize("dim", [0, 1, -1])
+def test_unbind(dim):
+    check(lambda t: t.unbind(dim), [random_array((3, 4, 2), 30)])
+
+
+def test_pieces_used_twice_and_backward_twice():
+    """Split pieces share one gradient buffer: reusing a piece and retain_graph must still add up."""
+    check(lambda t: (lambda a, b: a * b + a)(*t.split(2, 0)), [random_array((4, 3), 31)])
+    x = mg.tensor(random_array((4, 3), 32), requires_grad=True)
+    xt = torch.tensor(x.data.copy(), requires_grad=True)
+    for t in (x, xt):
+        a, b = t.unbind(1)[0], t.unbind(1)[2]
+        loss = (a * b).sum()
+        loss.backward(retain_graph=True)
+        loss.backward()
+    np.testing.assert_allclose(x.grad.data, xt.grad.numpy(), rtol=1e-6)
+
+
 def test_only_some_pieces_used():
     """Pieces that do not reach the loss contribute zero gradient, as in PyTorch."""
     check(lambda t: t.split(2, 1)[1] * 3, [random_array((3, 7), 28)])

@@ -12,7 +12,7 @@ The gate weights are stacked: weight_ih_l{k} is (gates * hidden, input), weight_
 (gates * hidden, hidden), with the suffix _reverse for the backward direction, so PyTorch state
 dicts load by name. Every weight and bias starts as U(-1/sqrt(hidden), 1/sqrt(hidden)).
 The input projection W_ih x + b_ih is computed for all time steps in one matmul; only the
-recurrent part runs step by step, on per-step slices taken with `_unbind_steps`.
+recurrent part runs step by step, on per-step slices taken with `unbind`.
 """
 import math
 
@@ -22,32 +22,7 @@ from minigrad.nn import init
 from minigrad.nn.layers import empty_parameter
 from minigrad.nn.module import Module
 from minigrad.ops import cat, stack
-from minigrad.tensor import Tensor, record
-
-
-def _unbind_steps(x):
-    """[x[0], ..., x[T-1]] with a backward that costs O(x.size) in total, not O(T * x.size).
-
-    The engine gives an op one output, so T slices x[t] would each send back a zero gradient of x's
-    full shape. Here every slice hangs off one 0-d "anchor" made from x: a slice's backward writes its
-    gradient into a shared buffer (and sends the anchor a zero), and the anchor, which the engine
-    reaches only after all the slices made from it, hands the whole buffer to x.
-    """
-    if not x.requires_grad:
-        return [Tensor(x.data[t]) for t in range(x.shape[0])]
-    xp = backend.array_module(x.data)
-    buffer = {}
-    anchor = record(xp.zeros((), dtype=x.dtype), (x,), lambda g: (buffer.pop("grad"),), "unbind")
-    zero = xp.zeros((), dtype=x.dtype)
-
-    def step_slice(t):
-        def backward(g):
-            if "grad" not in buffer:
-                buffer["grad"] = xp.zeros(x.shape, dtype=x.dtype)
-            buffer["grad"][t] += g
-            return (zero,)
-        return record(x.data[t], (anchor,), backward, "unbind")
-    return [step_slice(t) for t in range(x.shape[0])]
+from minigrad.tensor import Tensor
 
 
 def lstm_step(x_proj, h, c, weight_hh, bias_hh):
@@ -171,7 +146,7 @@ class _RNNBase(Module):
     def _run(self, x, state, suffix, reverse):
         """One layer in one direction over x (T, B, in); returns outputs (T, B, H) and the final state."""
         weight_ih, weight_hh, bias_ih, bias_hh = self._weights(suffix)
-        x_proj = _unbind_steps(F.linear(x, weight_ih, bias_ih))  # T x (B, gates * H), one matmul for all steps
+        x_proj = F.linear(x, weight_ih, bias_ih).unbind(0)  # T x (B, gates * H), one matmul for all steps
         outputs = [None] * x.shape[0]
         for t in (reversed(range(x.shape[0])) if reverse else range(x.shape[0])):
             state = self._step(x_proj[t], state, weight_hh, bias_hh)

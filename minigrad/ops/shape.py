@@ -163,12 +163,40 @@ def split(x, split_size_or_sections, dim=0):
         sizes = list(split_size_or_sections)
         if builtins.sum(sizes) != n:
             raise ValueError(f"split: sizes {sizes} do not add up to dimension {dim} of size {n}")
-    pieces, start = [], 0
-    for size in sizes:
-        index = (slice(None),) * axis + (slice(start, start + size),)
-        pieces.append(x[index])
-        start += size
-    return tuple(pieces)
+    starts = [builtins.sum(sizes[:i]) for i in range(len(sizes))]
+    return _pieces(x, [(slice(None),) * axis + (slice(a, a + n),) for a, n in zip(starts, sizes)], "split")
+
+
+@tensor_method
+def unbind(x, dim=0):
+    """The slices x[..., i, ...] along dim, each without that dimension."""
+    axis = normalize_dims(dim, x.ndim, "unbind")[0]
+    return _pieces(x, [(slice(None),) * axis + (i,) for i in range(x.shape[axis])], "unbind")
+
+
+def _pieces(x, indices, op):
+    """x[index] for each index, with a backward that costs O(x.size) in total, not O(pieces * x.size).
+
+    The engine gives an op one output, so k separate slices would each send back a zero gradient of
+    x's full shape. Here every piece hangs off one 0-d "anchor" made from x: a piece's backward adds
+    its gradient into a buffer shared by all pieces (and sends the anchor a zero); the anchor, which
+    the engine reaches only after every piece made from it, hands the whole buffer to x.
+    """
+    if not x.requires_grad:
+        return tuple(Tensor(x.data[index]) for index in indices)
+    xp = backend.array_module(x.data)
+    buffer = {}
+    anchor = record(xp.zeros((), dtype=x.dtype), (x,), lambda g: (buffer.pop("grad"),), op)
+    zero = xp.zeros((), dtype=x.dtype)
+
+    def piece(index):
+        def backward(g):
+            if "grad" not in buffer:
+                buffer["grad"] = xp.zeros(x.shape, dtype=x.dtype)
+            buffer["grad"][index] += g
+            return (zero,)
+        return record(x.data[index], (anchor,), backward, op)
+    return tuple(piece(index) for index in indices)
 
 
 @tensor_method
