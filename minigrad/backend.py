@@ -117,3 +117,9 @@ def erf(x):
         return scipy.special.erf(x)
     import cupyx.scipy.special
     return cupyx.scipy.special.erf(x)
+
+
+def uses_cpu_kernels(*arrays) -> bool:
+    """True when the fused Numba CPU kernels of kernels/ apply: float32 NumPy arrays.
+    (float64 keeps the plain NumPy formulas: they are the exact reference for gradient checks.)"""
+    return all(isinstance(a, numpy.ndarray) and a.dtype == numpy.float32 for a in arrays)

@@ -213,6 +213,8 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
         dw = sum over the batch of g * x_hat,    db = sum over the batch of g.
     """
     n = _normalized_shape("layer_norm", input, normalized_shape, weight, bias)
+    if input.data.size and backend.uses_cpu_kernels(input.data):
+        return _layer_norm_cpu_kernel(input, n, weight, bias, eps)
     xp = backend.array_module(input.data)
     x = input.data.reshape(-1, n)                                 # (M, N)
     x_hat = x - x.mean(axis=1, keepdims=True)                     # centered, normalized in place below
@@ -241,6 +243,25 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
         if bias is not None and bias.requires_grad:
             db = g.sum(axis=0).reshape(bias.shape)
         return tuple(d for d, t in ((dx, input), (dw, weight), (db, bias)) if t is not None)
+    parents = tuple(t for t in (input, weight, bias) if t is not None)
+    return record(out.reshape(input.shape), parents, backward, "layer_norm")
+
+
+def _layer_norm_cpu_kernel(input, n, weight, bias, eps):
+    """layer_norm on float32 CPU data with the fused Numba kernels (kernels/layernorm.py)."""
+    from kernels.layernorm import layer_norm_backward, layer_norm_forward
+    xp = backend.array_module(input.data)
+    x = input.data.reshape(-1, n)                                 # (M, N)
+    w = xp.ones(n, dtype=x.dtype) if weight is None else weight.data.reshape(n)
+    b = xp.zeros(n, dtype=x.dtype) if bias is None else bias.data.reshape(n)
+    out, mean, rstd = layer_norm_forward(x, w, b, eps)
+
+    def backward(g):
+        dx, dw, db = layer_norm_backward(x, w, mean, rstd, g.reshape(-1, n))
+        grads = [dx.reshape(input.shape)]
+        grads += [dw.reshape(weight.shape)] if weight is not None else []
+        grads += [db.reshape(bias.shape)] if bias is not None else []
+        return tuple(grads)
     parents = tuple(t for t in (input, weight, bias) if t is not None)
     return record(out.reshape(input.shape), parents, backward, "layer_norm")
 

@@ -296,8 +296,8 @@ def gelu(x, approximate="none"):
         def backward(g):
             d_inner = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * v * v)
             return (g * (0.5 * (1 + t) + 0.5 * v * (1 - t * t) * d_inner),)
-    elif approximate == "none" and xp is backend.np:
-        from kernels.activations import gelu_backward, gelu_forward  # one fused parallel pass each way
+    elif approximate == "none" and xp is backend.np and v.dtype == backend.float32:
+        from kernels.activations import gelu_backward, gelu_forward  # one fused vectorized pass each way
         out, cdf = gelu_forward(v)
 
         def backward(g):

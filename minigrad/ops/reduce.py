@@ -213,7 +213,11 @@ def softmax_array(data, dim):
 @tensor_method
 def softmax(x, dim):
     """softmax(x)_i = exp(x_i) / sum_j exp(x_j). Fused backward: dx = y * (g - sum(g * y))."""
-    normalize_dims(dim, x.ndim, "softmax")
+    axis = normalize_dims(dim, x.ndim, "softmax")[0] if x.ndim else None
+    if axis == x.ndim - 1 and x.data.size and backend.uses_cpu_kernels(x.data):
+        from kernels.softmax import softmax_backward, softmax_forward  # one fused pass each way
+        y = softmax_forward(x.data)
+        return record(y, (x,), lambda g: (softmax_backward(y, g),), "softmax")
     y = softmax_array(x.data, dim)
     return record(y, (x,), lambda g: (y * (g - (g * y).sum(axis=dim, keepdims=True)),), "softmax")
 

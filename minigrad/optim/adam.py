@@ -38,11 +38,16 @@ class Adam(Optimizer):
                 state["max_exp_avg_sq"] = Tensor(xp.zeros_like(param.data))
         state["step"] += 1
         t = state["step"]
+        m, v = state["exp_avg"].data, state["exp_avg_sq"].data
+        arrays = (param.data, grad, m, v)
+        if not group["amsgrad"] and backend.uses_cpu_kernels(*arrays) and all(a.flags.c_contiguous for a in arrays):
+            from kernels.adam import adam_step  # one fused pass instead of a dozen NumPy passes
+            adam_step(*(a.reshape(-1) for a in arrays), lr, beta1, beta2, eps, wd, group["decoupled_weight_decay"], t)
+            return
         if wd and group["decoupled_weight_decay"]:
             param.data *= 1 - lr * wd
         elif wd:
             grad = grad + wd * param.data
-        m, v = state["exp_avg"].data, state["exp_avg_sq"].data
         m += (1 - beta1) * (grad - m)
         v *= beta2
         v += (1 - beta2) * grad * grad
