@@ -41,52 +41,10 @@ def minigrad_model():
 
 def torch_twin():
     """The same GPT in PyTorch, with the same parameter names, loaded with minigrad's initial weights."""
-    import torch
-    from torch import nn
-
-    class Attention(nn.Module):
-        def __init__(self, C, H):
-            super().__init__()
-            self.n_head = H
-            self.c_attn, self.c_proj = nn.Linear(C, 3 * C), nn.Linear(C, C)
-
-        def forward(self, x):
-            B, T, C = x.shape
-            q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-                       for t in self.c_attn(x).split(C, dim=2))
-            y = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
-            return self.c_proj(y.transpose(1, 2).reshape(B, T, C))
-
-    class Block(nn.Module):
-        def __init__(self, C, H):
-            super().__init__()
-            self.ln_1, self.attn, self.ln_2 = nn.LayerNorm(C), Attention(C, H), nn.LayerNorm(C)
-            self.mlp = nn.ModuleDict(dict(c_fc=nn.Linear(C, 4 * C), c_proj=nn.Linear(4 * C, C)))
-
-        def forward(self, x):
-            x = x + self.attn(self.ln_1(x))
-            return x + self.mlp.c_proj(nn.functional.gelu(self.mlp.c_fc(self.ln_2(x))))
-
-    class GPT(nn.Module):
-        def __init__(self, V, T, L, H, C):
-            super().__init__()
-            self.transformer = nn.ModuleDict(dict(
-                wte=nn.Embedding(V, C), wpe=nn.Embedding(T, C),
-                h=nn.ModuleList([Block(C, H) for _ in range(L)]), ln_f=nn.LayerNorm(C)))
-            self.lm_head = nn.Linear(C, V, bias=False)
-
-        def forward(self, idx, targets):
-            B, T = idx.shape
-            x = self.transformer.wte(idx) + self.transformer.wpe(torch.arange(T))
-            for block in self.transformer.h:
-                x = block(x)
-            logits = self.lm_head(self.transformer.ln_f(x))
-            return logits, nn.functional.cross_entropy(logits.view(B * T, -1), targets.reshape(B * T))
-
-    c = CONFIG
-    model = GPT(c["vocab_size"], c["block_size"], c["n_layer"], c["n_head"], c["n_embd"])
-    weights = {k: torch.from_numpy(v.data.copy()) for k, v in minigrad_model().state_dict().items()}
-    model.load_state_dict(weights)
+    from minigrad.models.gpt import GPTConfig
+    from minigrad.torch_reference import GPT, torch_state_dict
+    model = GPT(GPTConfig(**CONFIG))
+    model.load_state_dict(torch_state_dict(minigrad_model()))
     return model
 
 

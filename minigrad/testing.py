@@ -30,7 +30,7 @@ def _as_list(out):
     return list(out) if isinstance(out, (tuple, list)) else [out]
 
 
-def _close(name, got, want, rtol, atol):
+def assert_close(name, got, want, rtol, atol):
     got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
     if got.shape != want.shape:
         raise AssertionError(f"{name}: shape {got.shape} != PyTorch's {want.shape}")
@@ -80,11 +80,11 @@ def check_against_torch(mg_fn, torch_fn, inputs, *, dtypes=("float64", "float32"
             if not t.dtype.is_floating_point:
                 if m.dtype != t.numpy().dtype:
                     raise AssertionError(f"[{dtype}] output {k} has dtype {m.dtype}, torch's is {t.dtype}")
-                _close(f"[{dtype}] output {k}", m.data, t.numpy(), 0, 0)
+                assert_close(f"[{dtype}] output {k}", m.data, t.numpy(), 0, 0)
                 continue
             if str(m.dtype) != dtype:
                 raise AssertionError(f"[{dtype}] output {k} has dtype {m.dtype}, expected {dtype}")
-            _close(f"[{dtype}] output {k}", m.data, t.detach().numpy(), **tol)
+            assert_close(f"[{dtype}] output {k}", m.data, t.detach().numpy(), **tol)
             if t.requires_grad:
                 g = rng.standard_normal(t.shape).astype(dtype)
                 mg_roots.append(m)
@@ -112,7 +112,7 @@ def check_against_torch(mg_fn, torch_fn, inputs, *, dtypes=("float64", "float32"
             if m.grad.dtype != m.dtype or m.grad.shape != m.shape:
                 raise AssertionError(f"[{dtype}] input {i}: gradient is {m.grad.dtype}{m.grad.shape}, "
                                      f"input is {m.dtype}{m.shape}")
-            _close(f"[{dtype}] grad of input {i}", m.grad.data, t.grad.numpy(), **tol)
+            assert_close(f"[{dtype}] grad of input {i}", m.grad.data, t.grad.numpy(), **tol)
         if dtype == "float64" or result is None:
             result = mg_out
     return result

@@ -13,7 +13,7 @@ import minigrad as mg
 from minigrad import nn, optim
 from minigrad.backend import np
 from minigrad.optim import lr_scheduler
-from minigrad.testing import TOLERANCES, _close
+from minigrad.testing import TOLERANCES, assert_close
 
 VOCAB, BLOCK, D_MODEL, N_HEAD, N_LAYER = 11, 8, 12, 3, 2
 B, T = 2, 7  # T < BLOCK: the causal mask is sliced
@@ -121,13 +121,13 @@ def test_gpt_logits_loss_and_every_gradient_match_torch(tied, dtype):
     t_logits, t_loss = ref(torch.from_numpy(idx), torch.from_numpy(targets))
     tol = TOLERANCES[dtype]
     assert logits.dtype == np.dtype(dtype) and loss.shape == ()
-    _close(f"[{dtype}] logits", logits.data, t_logits.detach().numpy(), **tol)
-    _close(f"[{dtype}] loss", loss.data, t_loss.detach().numpy(), **tol)
+    assert_close(f"[{dtype}] logits", logits.data, t_logits.detach().numpy(), **tol)
+    assert_close(f"[{dtype}] loss", loss.data, t_loss.detach().numpy(), **tol)
     loss.backward()
     t_loss.backward()
     for (name, p), (_, tp) in zip(ours.named_parameters(), ref.named_parameters()):
         assert p.grad is not None and p.grad.dtype == p.dtype and p.grad.shape == p.shape, name
-        _close(f"[{dtype}] grad of {name}", p.grad.data, tp.grad.numpy(), **tol)
+        assert_close(f"[{dtype}] grad of {name}", p.grad.data, tp.grad.numpy(), **tol)
 
 
 def test_gpt_training_steps_match_torch():
@@ -149,15 +149,15 @@ def test_gpt_training_steps_match_torch():
         t_opt.zero_grad()
         _, loss = ours(mg.tensor(idx), mg.tensor(targets))
         _, t_loss = ref(torch.from_numpy(idx), torch.from_numpy(targets))
-        _close(f"loss at step {step}", loss.data, t_loss.detach().numpy(), **TOLERANCES["float64"])
+        assert_close(f"loss at step {step}", loss.data, t_loss.detach().numpy(), **TOLERANCES["float64"])
         loss.backward()
         t_loss.backward()
         norm = nn.utils.clip_grad_norm_(ours.parameters(), 0.5)
         t_norm = torch.nn.utils.clip_grad_norm_(ref.parameters(), 0.5)
-        _close(f"grad norm at step {step}", norm.data, t_norm.numpy(), **TOLERANCES["float64"])
+        assert_close(f"grad norm at step {step}", norm.data, t_norm.numpy(), **TOLERANCES["float64"])
         opt.step()
         t_opt.step()
         sched.step()
         t_sched.step()
     for (name, p), (_, tp) in zip(ours.named_parameters(), ref.named_parameters()):
-        _close(f"{name} after 4 steps", p.data, tp.detach().numpy(), **TOLERANCES["float64"])
+        assert_close(f"{name} after 4 steps", p.data, tp.detach().numpy(), **TOLERANCES["float64"])

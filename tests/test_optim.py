@@ -12,7 +12,7 @@ import minigrad as mg
 from minigrad import nn, optim
 from minigrad.backend import np
 from minigrad.optim import lr_scheduler
-from minigrad.testing import TOLERANCES, _close, random_array
+from minigrad.testing import TOLERANCES, assert_close, random_array
 
 SHAPES = [(3, 4), (5,), (2, 3, 2)]
 STEPS = 5
@@ -33,7 +33,7 @@ def _set_grads(mg_params, torch_params, step, dtype):
 def _compare(mg_params, torch_params, dtype, what):
     for i, (p, tp) in enumerate(zip(mg_params, torch_params)):
         assert p.dtype == np.dtype(dtype)
-        _close(f"[{dtype}] {what}, param {i}", p.data, tp.detach().numpy(), **TOLERANCES[dtype])
+        assert_close(f"[{dtype}] {what}, param {i}", p.data, tp.detach().numpy(), **TOLERANCES[dtype])
 
 
 def _groups(params, split):
@@ -188,12 +188,12 @@ def test_clip_grad_norm_matches_torch(norm_type, max_norm, dtype):
     total = nn.utils.clip_grad_norm_(mg_params, max_norm, norm_type=norm_type)
     ref = torch.nn.utils.clip_grad_norm_(torch_params, max_norm, norm_type=norm_type)
     assert total.dtype == np.dtype(dtype) and total.shape == ()
-    _close(f"[{dtype}] total norm", total.data, ref.numpy(), **TOLERANCES[dtype])
+    assert_close(f"[{dtype}] total norm", total.data, ref.numpy(), **TOLERANCES[dtype])
     for i, (p, tp) in enumerate(zip(mg_params, torch_params)):
         if tp.grad is None:
             assert p.grad is None
         else:
-            _close(f"[{dtype}] clipped grad {i}", p.grad.data, tp.grad.numpy(), **TOLERANCES[dtype])
+            assert_close(f"[{dtype}] clipped grad {i}", p.grad.data, tp.grad.numpy(), **TOLERANCES[dtype])
 
 
 def test_clip_grad_norm_single_tensor_and_nonfinite():

@@ -7,7 +7,6 @@
 Causal self-attention:  softmax(Q K^T / sqrt(d) + M) V  with M = -inf above the diagonal.
 Parameter names match nanoGPT (transformer.h.0.attn.c_attn.weight, ...), so its state_dicts load.
 """
-import math
 from dataclasses import dataclass
 
 import minigrad
@@ -34,7 +33,7 @@ class CausalSelfAttention(nn.Module):
         self.n_head = config.n_head
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
-        self.attn_dropout = nn.Dropout(config.dropout)
+        self.dropout = config.dropout
         self.resid_dropout = nn.Dropout(config.dropout)
 
     def forward(self, x):
@@ -44,10 +43,9 @@ class CausalSelfAttention(nn.Module):
         q = q.reshape(B, T, H, D).transpose(1, 2)                  # (B, H, T, D)
         k = k.reshape(B, T, H, D).transpose(1, 2)                  # (B, H, T, D)
         v = v.reshape(B, T, H, D).transpose(1, 2)                  # (B, H, T, D)
-        scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(D))  # (B, H, T, T)
-        future = minigrad.ones(T, T, dtype=minigrad.bool_, device=x.device).triu(1)
-        weights = self.attn_dropout(scores.masked_fill(future, float("-inf")).softmax(dim=-1))
-        y = (weights @ v).transpose(1, 2).reshape(B, T, C)         # (B, T, C)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                           dropout_p=self.dropout if self.training else 0.0)  # (B, H, T, D)
+        y = y.transpose(1, 2).reshape(B, T, C)                     # (B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
 

@@ -12,6 +12,7 @@ import math
 
 from minigrad import backend
 from minigrad.ops.elementwise import gelu, relu, sigmoid, silu, softplus, tanh  # noqa: F401  (re-exported)
+from minigrad.nn.attention import scaled_dot_product_attention  # noqa: F401  (re-exported)
 from minigrad.ops.index import add_at_along
 from minigrad.ops.reduce import log_softmax as _log_softmax
 from minigrad.ops.reduce import normalize_dims

@@ -1,0 +1,68 @@
+"""F.scaled_dot_product_attention against torch's, outputs and gradients of query, key and value."""
+import pytest
+import torch
+
+import minigrad as mg
+from minigrad.backend import np
+from minigrad.nn import functional as F
+from minigrad.testing import check_against_torch, random_array
+
+SHAPES = [((2, 3, 5, 4), (2, 3, 7, 4), (2, 3, 7, 6)),   # batch, heads, L=5 queries, S=7 keys, Ev=6
+          ((5, 4), (5, 4), (5, 3)),                      # no batch dims
+          ((2, 1, 6, 8), (1, 3, 6, 8), (1, 3, 6, 8))]    # broadcast batch dims
+
+
+def _inputs(shapes, seed=0):
+    return [random_array(s, seed + i) for i, s in enumerate(shapes)]
+
+
+@pytest.mark.parametrize("shapes", SHAPES)
+@pytest.mark.parametrize("is_causal", [False, True])
+@pytest.mark.parametrize("scale", [None, 0.3])
+def test_sdpa_matches_torch(shapes, is_causal, scale):
+    check_against_torch(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=is_causal, scale=scale),
+                        lambda q, k, v: torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=is_causal,
+                                                                                          scale=scale),
+                        _inputs(shapes))
+
+
+@pytest.mark.parametrize("kind", ["bool", "float"])
+def test_sdpa_with_attn_mask(kind):
+    shapes = SHAPES[0]
+    rng = np.random.default_rng(3)
+    keep = rng.random((5, 7)) > 0.3
+    keep[:, 0] = True  # every query keeps one key (torch gives NaN for fully masked rows)
+    mask = keep if kind == "bool" else np.where(keep, rng.standard_normal((5, 7)), -np.inf)
+    check_against_torch(lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v, attn_mask=m),
+                        lambda q, k, v, m: torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=m),
+                        _inputs(shapes) + [mask], no_grad=(3,))
+
+
+def test_sdpa_dropout_with_a_given_mask():
+    shapes = SHAPES[0]
+    keep = np.random.default_rng(4).random((2, 3, 5, 7)) > 0.25
+
+    def reference(q, k, v):  # torch's attention with the same dropout draw, written out
+        w = torch.softmax(q @ k.transpose(-2, -1) / 2.0, dim=-1)
+        return (w * torch.from_numpy(keep).to(w.dtype) / 0.75) @ v
+    check_against_torch(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, dropout_p=0.25, dropout_mask=keep),
+                        reference, _inputs(shapes))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_fully_masked_query_gets_zero_output_and_gradient(dtype):
+    q, k, v = (mg.tensor(a.astype(dtype), requires_grad=True) for a in _inputs(SHAPES[0]))
+    keep = np.ones((5, 7), dtype=bool)
+    keep[2] = False
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=keep)
+    out.backward(random_array(out.shape, 9).astype(dtype))
+    np.testing.assert_array_equal(out.data[..., 2, :], 0)
+    np.testing.assert_array_equal(q.grad.data[..., 2, :], 0)
+
+
+def test_sdpa_errors_name_the_shapes():
+    q, k = mg.zeros(2, 5, 4), mg.zeros(2, 7, 3)
+    with pytest.raises(ValueError, match=r"scaled_dot_product_attention: .*\(2, 5, 4\), \(2, 7, 3\)"):
+        F.scaled_dot_product_attention(q, k, k)
+    with pytest.raises(ValueError, match="either attn_mask or is_causal"):
+        F.scaled_dot_product_attention(q, q, q, attn_mask=np.ones((5, 5), dtype=bool), is_causal=True)
