@@ -14,3 +14,5 @@ from minigrad.creation import (arange, eye, full, linspace, ones, ones_like, ran
 from minigrad.random import Generator, manual_seed
 
 long, float, double = int64, float32, float64  # dtype aliases as in torch (mg.float, mg.long)
+
+from minigrad import nn, optim  # noqa: E402  (mg.nn and mg.optim, as torch.nn and torch.optim)
