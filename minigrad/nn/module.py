@@ -37,6 +37,13 @@ def _indent(text, spaces=2):
     return "\n".join([first] + [" " * spaces + line if line.strip() else "" for line in rest])
 
 
+def zero_grads(params, set_to_none=True):
+    """Clear each parameter's .grad: drop it (set_to_none, the default, as in PyTorch) or fill it with zeros."""
+    for p in params:
+        if p.grad is not None:
+            p.grad = None if set_to_none else Tensor(backend.array_module(p.grad.data).zeros_like(p.grad.data))
+
+
 class Module:
     """Base class of every layer and model. Subclasses set attributes in __init__ and define forward()."""
 
@@ -265,13 +272,7 @@ class Module:
         return self
 
     def zero_grad(self, set_to_none=True):
-        for p in self.parameters():
-            if p.grad is None:
-                continue
-            if set_to_none:
-                p.grad = None
-            else:
-                p.grad = Tensor(backend.array_module(p.grad.data).zeros_like(p.grad.data))
+        zero_grads(self.parameters(), set_to_none)
 
     def apply(self, fn):
         """Call fn on every submodule (children first) and then on self, e.g. for custom init."""

@@ -135,31 +135,27 @@ def neg(a):
     return record(-a.data, (a,), lambda g: (-g,), "neg")
 
 
-@tensor_method
-def maximum(a, b):
-    """Elementwise max; at ties the gradient is split evenly, as in PyTorch."""
-    a, b = operands(a, b, "maximum")
-    _check_broadcast(a, b, "maximum")
+def _binary_extremum(a, b, name):
+    """Elementwise max or min; at ties the gradient is split evenly, as in PyTorch."""
+    a, b = operands(a, b, name)
+    _check_broadcast(a, b, name)
     xp = backend.array_module(a.data)
-    out = xp.maximum(a.data, b.data)
+    pick, wins = (xp.maximum, xp.greater) if name == "maximum" else (xp.minimum, xp.less)
 
     def backward(g):
-        share_a = (a.data > b.data) + 0.5 * (a.data == b.data)
-        return g * share_a.astype(g.dtype), g * (1 - share_a).astype(g.dtype)
-    return record(out, (a, b), backward, "maximum")
+        share_a = (wins(a.data, b.data) + 0.5 * (a.data == b.data)).astype(g.dtype)
+        return g * share_a, g * (1 - share_a)
+    return record(pick(a.data, b.data), (a, b), backward, name)
+
+
+@tensor_method
+def maximum(a, b):
+    return _binary_extremum(a, b, "maximum")
 
 
 @tensor_method
 def minimum(a, b):
-    a, b = operands(a, b, "minimum")
-    _check_broadcast(a, b, "minimum")
-    xp = backend.array_module(a.data)
-    out = xp.minimum(a.data, b.data)
-
-    def backward(g):
-        share_a = (a.data < b.data) + 0.5 * (a.data == b.data)
-        return g * share_a.astype(g.dtype), g * (1 - share_a).astype(g.dtype)
-    return record(out, (a, b), backward, "minimum")
+    return _binary_extremum(a, b, "minimum")
 
 
 def _reflected(op):

@@ -6,6 +6,7 @@ records no graph, and `param.data` is changed in place so every holder of the Pa
 loads into a new one built over the same parameters (or from a torch.optim state dict).
 """
 from minigrad import backend
+from minigrad.nn.module import zero_grads
 from minigrad.tensor import Tensor, enable_grad, no_grad
 
 
@@ -53,14 +54,7 @@ class Optimizer:
         self.param_groups.append(group)
 
     def zero_grad(self, set_to_none=True):
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if set_to_none:
-                    p.grad = None
-                else:
-                    p.grad = Tensor(backend.array_module(p.grad.data).zeros_like(p.grad.data))
+        zero_grads((p for group in self.param_groups for p in group["params"]), set_to_none)
 
     def step(self, closure=None):
         """One update of every parameter that has a gradient. closure() recomputes the loss, if given."""
