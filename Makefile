@@ -52,3 +52,4 @@ env: $(STAMP)
 
 clean:
 	rm -rf build .pytest_cache .hypothesis
+	find . -path ./.venv -prune -o -name __pycache__ -type d -print | xargs rm -rf  # incl. Numba's kernel cache

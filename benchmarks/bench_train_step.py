@@ -1,6 +1,6 @@
 """Time one GPT training step (forward, backward, AdamW step) in minigrad and in PyTorch on the CPU.
 
-    python benchmarks/bench_train_step.py [--steps 10] [--threads 2] [--profile]
+    python benchmarks/bench_train_step.py [--steps 10] [--rounds 2] [--threads 2] [--profile]
 
 Each framework runs in its own process with the same thread count (BLAS and torch), the same
 weights (minigrad's initialization copied into torch) and the same batch. Prints the median step
@@ -85,8 +85,7 @@ def run_worker(framework, steps, warmup, profile):
     if profile:
         profiler.disable()
         pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(25)
-    return dict(framework=framework, median_s=statistics.median(times), min_s=min(times),
-                first_loss=first_loss, peak_rss_mb=peak_rss_mb())
+    return dict(framework=framework, times=times, first_loss=first_loss, peak_rss_mb=peak_rss_mb())
 
 
 def main():
@@ -94,6 +93,7 @@ def main():
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=2, help="processes per framework, alternating")
     parser.add_argument("--profile", action="store_true", help="print minigrad's cProfile to stderr")
     parser.add_argument("--worker", choices=["minigrad", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -109,18 +109,26 @@ def main():
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "OPENBLAS_NUM_THREADS": str(args.threads),
            "MKL_NUM_THREADS": str(args.threads)}
     results = {}
-    for framework in ("minigrad", "torch"):
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", framework, "--steps", str(args.steps),
-               "--warmup", str(args.warmup), "--threads", str(args.threads)] + (["--profile"] if args.profile else [])
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
-        if done.stderr.strip():
-            print(done.stderr, file=sys.stderr)
-        results[framework] = json.loads(done.stdout.strip().splitlines()[-1])
+    for _ in range(args.rounds):  # alternate the frameworks so a slow spell of the machine hits both
+        for framework in ("minigrad", "torch"):
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", framework, "--steps", str(args.steps),
+                   "--warmup", str(args.warmup), "--threads", str(args.threads)] + (["--profile"] if args.profile else [])
+            done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+            if done.stderr.strip():
+                print(done.stderr, file=sys.stderr)
+            run = json.loads(done.stdout.strip().splitlines()[-1])
+            if framework in results:
+                results[framework]["times"] += run["times"]
+                results[framework]["peak_rss_mb"] = max(results[framework]["peak_rss_mb"], run["peak_rss_mb"])
+            else:
+                results[framework] = run
+    for r in results.values():
+        r["median_s"], r["min_s"] = statistics.median(r["times"]), min(r["times"])
 
     c = CONFIG
     print(f"GPT training step: {c['n_layer']} layers, d_model {c['n_embd']}, {c['n_head']} heads, T {c['block_size']}, "
           f"batch {BATCH}, vocab {c['vocab_size']}; forward + backward + AdamW; {args.threads} threads, "
-          f"median of {args.steps} steps")
+          f"median of {args.rounds} x {args.steps} steps")
     print(f"{'':<10} {'median':>9} {'min':>9} {'peak RSS':>10} {'first loss':>11}")
     for name, r in results.items():
         print(f"{name:<10} {r['median_s'] * 1e3:7.1f}ms {r['min_s'] * 1e3:7.1f}ms {r['peak_rss_mb']:8.0f}MB "

@@ -489,8 +489,8 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     row_shape = z.shape[:-1]
     z = z.reshape(-1, classes)                                    # (M, C)
     w = None if weight is None else weight.data
-    shifted = z - z.max(axis=1, keepdims=True)                    # (M, C)
     if probabilities:
+        shifted = z - z.max(axis=1, keepdims=True)                # (M, C)
         return _cross_entropy_probs(input, target, weight, shifted, row_shape, unbatched, label_smoothing,
                                     reduction)
 
@@ -501,6 +501,9 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
         raise IndexError(f"cross_entropy: target values {sorted(set(y[bad].tolist()))[:5]} are out of range for "
                          f"{classes} classes (ignore_index={ignore_index})")
     safe_y = xp.where(valid, y, 0)
+    if w is None and not label_smoothing and z.size and backend.uses_cpu_kernels(z):
+        return _cross_entropy_cpu_kernel(input, z, safe_y, valid, row_shape, unbatched, reduction)
+    shifted = z - z.max(axis=1, keepdims=True)                    # (M, C)
     rows = xp.arange(y.shape[0])
     dtype = z.dtype
     eps = label_smoothing
@@ -529,6 +532,20 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
         dz[rows, safe_y] -= g_loss * (1 - eps) * w_y
         if eps:
             dz -= (g_loss * (eps / classes))[:, None] * (1 if w is None else w)
+        return (_rows_to_input(xp, dz, input.shape, row_shape, unbatched),)
+    loss = loss.reshape(row_shape[1:] if unbatched else row_shape)
+    return _reduce(loss, reduction, "cross_entropy", (input,), grads, count=denominator)
+
+
+def _cross_entropy_cpu_kernel(input, z, y, valid, row_shape, unbatched, reduction):
+    """The plain case (class indices, no weights, no smoothing) on float32 CPU data: kernels/cross_entropy.py."""
+    from kernels.cross_entropy import cross_entropy_backward, cross_entropy_forward
+    xp = backend.array_module(z)
+    loss, lse = cross_entropy_forward(z, y, valid)                # (M,), (M,)
+    denominator = valid.sum().astype(z.dtype) if reduction == "mean" else None
+
+    def grads(g_loss):
+        dz = cross_entropy_backward(z, y, valid, lse, g_loss.reshape(-1))
         return (_rows_to_input(xp, dz, input.shape, row_shape, unbatched),)
     loss = loss.reshape(row_shape[1:] if unbatched else row_shape)
     return _reduce(loss, reduction, "cross_entropy", (input,), grads, count=denominator)
