@@ -11,6 +11,7 @@ inputs' shapes and names itself, the shapes and what it expected when they are w
 import math
 
 from minigrad import backend
+from minigrad.ops.elementwise import check_broadcasts_to
 from minigrad.ops.elementwise import gelu, relu, sigmoid, silu, softplus, tanh  # noqa: F401  (re-exported)
 from minigrad.nn.attention import scaled_dot_product_attention  # noqa: F401  (re-exported)
 from minigrad.ops.index import add_at_along
@@ -608,12 +609,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
     xp = backend.array_module(input.data)
     for name, extra in (("weight", weight), ("pos_weight", pos_weight)):
         if extra is not None:
-            try:
-                if backend.np.broadcast_shapes(extra.shape, input.shape) != input.shape:
-                    raise ValueError
-            except ValueError:
-                raise ValueError(f"binary_cross_entropy_with_logits: {name} of shape {extra.shape} does not broadcast "
-                                 f"to the input's shape {input.shape}") from None
+            check_broadcasts_to("binary_cross_entropy_with_logits", name, extra.shape, input.shape)
     x, t = input.data, target.data
     softplus_neg = xp.log1p(xp.exp(-xp.abs(x))) + xp.maximum(-x, 0)    # softplus(-x)
     pw = None if pos_weight is None else pos_weight.data
@@ -730,12 +726,7 @@ def dropout(input, p=0.5, training=True, inplace=False, mask=None):
         keep = backend.to_device(default_generator.uniform(input.shape, backend.float32) >= p, input.device)
     else:
         keep = _data(mask)
-        try:
-            if backend.np.broadcast_shapes(keep.shape, input.shape) != input.shape:
-                raise ValueError
-        except ValueError:
-            raise ValueError(f"dropout: mask of shape {keep.shape} does not broadcast to the input's shape "
-                             f"{input.shape}") from None
+        check_broadcasts_to("dropout", "mask", keep.shape, input.shape)
     if p == 1.0:
         scale = xp.zeros(keep.shape, dtype=input.dtype)
     else:

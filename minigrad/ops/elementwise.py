@@ -45,6 +45,16 @@ def operands(a, b, op: str):
     return a, b
 
 
+def check_broadcasts_to(op, what, shape, target):
+    """Raise unless an array of `shape` broadcasts to exactly `target` (a mask or weight for an input)."""
+    try:
+        if backend.np.broadcast_shapes(shape, target) == tuple(target):
+            return
+    except ValueError:
+        pass
+    raise ValueError(f"{op}: {what} of shape {tuple(shape)} does not broadcast to the input's shape {tuple(target)}")
+
+
 def _check_broadcast(a, b, op):
     try:
         return backend.np.broadcast_shapes(a.shape, b.shape)
@@ -372,10 +382,7 @@ def masked_fill(x, mask, value):
     m = mask.data if isinstance(mask, Tensor) else mask
     if m.dtype != backend.bool_:
         raise TypeError(f"masked_fill: mask must be a bool tensor, got {m.dtype}")
-    try:
-        backend.np.broadcast_shapes(m.shape, x.shape)
-    except ValueError:
-        raise ValueError(f"masked_fill: mask of shape {m.shape} does not broadcast to the input's shape {x.shape}") from None
+    check_broadcasts_to("masked_fill", "mask", m.shape, x.shape)
     xp = backend.array_module(x.data)
     out = xp.where(m, xp.asarray(value, dtype=x.dtype), x.data)
     return record(out, (x,), lambda g: (xp.where(m, xp.zeros((), dtype=g.dtype), g),), "masked_fill")
