@@ -45,6 +45,19 @@ def operands(a, b, op: str):
     return a, b
 
 
+def data_of(t):
+    """The array inside a Tensor (other values, e.g. arrays or None, pass through)."""
+    return t.data if isinstance(t, Tensor) else t
+
+
+def check_same_dtype(op, *tensors):
+    """All tensors given (None skipped) share one dtype: minigrad never promotes silently."""
+    given = [t for t in tensors if t is not None]
+    if len({str(t.dtype) for t in given}) > 1:
+        raise TypeError(f"{op}: mixed dtypes {[str(t.dtype) for t in given]} (shapes {[t.shape for t in given]}); "
+                        f"convert with .float() or .double()")
+
+
 def check_broadcasts_to(op, what, shape, target):
     """Raise unless an array of `shape` broadcasts to exactly `target` (a mask or weight for an input)."""
     try:
