@@ -23,13 +23,6 @@ def fast_mode() -> bool:
     return os.environ.get(FAST_VARIABLE, "0").strip().lower() in ("1", "true", "yes")
 
 
-def figure_path(chapter: str, name: str) -> Path:
-    """Where a chapter saves a figure file (chapters/NN_slug/figures/name), from any working directory."""
-    folder = CHAPTERS / chapter / "figures"
-    folder.mkdir(exist_ok=True)
-    return folder / name
-
-
 def chapter_notebooks(selected=()):
     """[(chapter folder name, notebook path)] in book order; `selected` holds numbers ('00') or names."""
     found = []

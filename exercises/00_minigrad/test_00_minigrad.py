@@ -84,6 +84,15 @@ def check_order(root, order):
     assert order[-1] is root, "the root must come last"
 
 
+def sort_backprop_and_compare(root, x, troot, tx):
+    """Order the graph with the reader's sort, backpropagate along it, compare d root / d x with torch."""
+    order = ex.topological_sort(root)
+    check_order(root, order)
+    backprop(root, order)
+    troot.backward()
+    assert_matches("d out / d x", x.grad, tx.grad)
+
+
 @pytest.mark.exercise("00.1")
 def test_topological_sort_neuron_with_shared_nodes():
     values = [0.7, -1.3, 0.4, 2.1, -0.2]
@@ -112,11 +121,7 @@ def test_topological_sort_diamonds():
         left, right = node * c, (node * node).tanh()
         node = left + right
         tnode = tnode * (0.5 + 0.1 * k) + (tnode * tnode).tanh()
-    order = ex.topological_sort(node)
-    check_order(node, order)
-    backprop(node, order)
-    tnode.backward()
-    assert_matches("d out / d x", x.grad, tx.grad)
+    sort_backprop_and_compare(node, x, tnode, tx)
 
 
 @pytest.mark.exercise("00.1")
@@ -129,11 +134,7 @@ def test_topological_sort_deeper_than_the_recursion_limit():
     for _ in range(depth):
         node = (node * Node(0.999)).tanh() + Node(0.001)
         tnode = (tnode * 0.999).tanh() + 0.001
-    order = ex.topological_sort(node)
-    check_order(node, order)
-    backprop(node, order)
-    tnode.backward()
-    assert_matches("d out / d x", x.grad, tx.grad)
+    sort_backprop_and_compare(node, x, tnode, tx)
 
 
 @pytest.mark.exercise("00.1")

@@ -220,7 +220,6 @@ gt = tensor_method(_compare("gt", lambda x, y: x > y))
 ge = tensor_method(_compare("ge", lambda x, y: x >= y))
 Tensor.__eq__, Tensor.__ne__ = eq, ne
 Tensor.__lt__, Tensor.__le__, Tensor.__gt__, Tensor.__ge__ = lt, le, gt, ge
-Tensor.__hash__ = lambda self: id(self)
 Tensor.__invert__ = lambda self: Tensor(~self.data)
 Tensor.__and__ = lambda self, other: Tensor(self.data & operands(self, other, "and")[1].data)
 Tensor.__or__ = lambda self, other: Tensor(self.data | operands(self, other, "or")[1].data)
