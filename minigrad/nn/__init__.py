@@ -8,10 +8,11 @@ from minigrad.nn.activation import GELU, ReLU, SiLU, Sigmoid, Softmax, Tanh
 from minigrad.nn.containers import ModuleDict, ModuleList, Sequential
 from minigrad.nn.layers import Dropout, Embedding, Identity, Linear
 from minigrad.nn.module import Module
+from minigrad.nn.multihead_attention import MultiheadAttention
 from minigrad.nn.normalization import BatchNorm1d, LayerNorm, RMSNorm
 from minigrad.nn.rnn import GRU, LSTM, GRUCell, LSTMCell
 from minigrad.tensor import Parameter
 
 __all__ = ["BatchNorm1d", "Dropout", "Embedding", "GELU", "GRU", "GRUCell", "Identity", "LSTM", "LSTMCell",
-           "LayerNorm", "Linear", "Module", "ModuleDict", "ModuleList", "Parameter", "RMSNorm", "ReLU", "Sequential",
+           "LayerNorm", "Linear", "Module", "ModuleDict", "ModuleList", "MultiheadAttention", "Parameter", "RMSNorm", "ReLU", "Sequential",
            "SiLU", "Sigmoid", "Softmax", "Tanh", "functional", "init", "utils"]
