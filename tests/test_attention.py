@@ -31,7 +31,7 @@ def test_sdpa_with_attn_mask(kind):
     shapes = SHAPES[0]
     rng = np.random.default_rng(3)
     keep = rng.random((5, 7)) > 0.3
-    keep[:, 0] = True  # every query keeps one key (torch gives NaN for fully masked rows)
+    keep[2] = False  # a query that sees no key: output 0 and zero gradients, as torch's SDPA
     mask = keep if kind == "bool" else np.where(keep, rng.standard_normal((5, 7)), -np.inf)
     check_against_torch(lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v, attn_mask=m),
                         lambda q, k, v, m: torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=m),

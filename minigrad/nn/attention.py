@@ -4,7 +4,8 @@
 
 M is 0 where a query may look at a key and -inf where it may not: `attn_mask` (bool: True = may
 look, or a float mask that is added), and/or `is_causal` (query i sees keys j <= i). A query row
-with no key left gets weights 0 and output 0 (PyTorch gives NaN there).
+with no key left gets weights 0 and output 0, as torch's scaled_dot_product_attention (torch.softmax alone
+gives NaN there).
 
 The scale, the mask and the softmax are one op (`masked_softmax`) with the fused backward
     dS = scale * P * (dP - sum_j dP_j P_j)
