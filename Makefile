@@ -15,7 +15,7 @@ help:
 	@echo "make test        run the whole test suite (library vs PyTorch, notebooks in fast mode, exercises)"
 	@echo "make check CH=00 check your exercise solutions for one chapter"
 	@echo "make lab         open the chapters in Jupyter Lab"
-	@echo "make bench       time minigrad against PyTorch on the CPU"
+	@echo "make bench       time minigrad (training step, attention kernels) against PyTorch on the CPU"
 	@echo "make env         print versions and whether a GPU is usable (paste this into bug reports)"
 
 setup: $(STAMP)
@@ -46,6 +46,8 @@ lab: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_train_step.py
+	$(PY) benchmarks/bench_attention.py
+	$(PY) benchmarks/bench_linear_attention.py
 
 env: $(STAMP)
 	$(PY) -m minigrad.env

@@ -14,6 +14,13 @@ from minigrad import backend
 from minigrad.ops.elementwise import check_broadcasts_to, check_same_dtype, data_of
 from minigrad.ops.elementwise import gelu, relu, sigmoid, silu, softplus, tanh  # noqa: F401  (re-exported)
 from minigrad.nn.attention import scaled_dot_product_attention  # noqa: F401  (re-exported)
+# Fast attention variants on kernels/ (Numba CPU for NumPy data, Numba CUDA for CuPy data), re-exported:
+from minigrad.nn.flash_attention import flash_attention  # noqa: F401
+from minigrad.nn.lightning_attention import lightning_attention  # noqa: F401
+from minigrad.nn.linear_attention import (elu_feature_map, linear_attention, linear_attention_step,  # noqa: F401
+                                          taylor_feature_map)
+from minigrad.nn.sliding_window_attention import sliding_window_attention  # noqa: F401
+from minigrad.nn.softplus_attention import softplus_attention  # noqa: F401
 from minigrad.nn.losses import (binary_cross_entropy_with_logits, cross_entropy, kl_div, l1_loss,  # noqa: F401
                                 mse_loss)
 from minigrad.ops.index import add_at_along
