@@ -21,7 +21,7 @@ CPU layout choices:
   O(T^2 D) work runs at GEMM speed. Q (and dO) tiles are transposed once into contiguous (D, m) copies that
   carry the scale: OpenBLAS multiplies K_j Q_i^T about 1.7x faster from such a copy than from a transposed view.
   The parallelism is ours (a `prange` over tiles), so SciPy's OpenBLAS is kept single-threaded while a kernel
-  runs (`_parallel_tiles`): nested BLAS threads would only fight.
+  runs (`kernels.parallel.parallel_items`): nested BLAS threads would only fight.
 - Forward: one parallel item per (batch, query head, query tile). Backward: one item per (batch, query head),
   looping over key tiles and, inside, over query tiles: S and P are computed once for dQ, dK and dV (5 GEMMs per
   tile pair instead of the 7 of two separate passes) and dQ accumulates without atomics, since the item owns
@@ -30,8 +30,6 @@ CPU layout choices:
   per query head, and the groups are summed afterwards (no two items write the same memory).
 - float32 and float64 both compile (one specialization each); the row statistics are kept in the data's dtype.
 """
-import contextlib
-import ctypes
 
 import numba
 import numpy as np
@@ -40,48 +38,11 @@ from numba.extending import overload
 
 from kernels.activations import _FAST, exp_neg
 from kernels.flash_attention import check_inputs, default_scale
+from kernels.parallel import parallel_items
 
 BLOCK_M, BLOCK_N = 64, 64
 BACKWARD_BLOCK_N = 128  # each key tile streams all of a head's Q and dO tiles: fewer, larger key tiles
 _PARALLEL = dict(_FAST, parallel=True)
-
-
-# ---- SciPy's BLAS runs on one thread inside our parallel loops ------------------------------------
-
-def _openblas_thread_functions():
-    """(get, set) of the thread count of the OpenBLAS that SciPy's BLAS wrappers (and so Numba's np.dot) call,
-    or None when SciPy uses another BLAS."""
-    try:
-        import scipy.linalg.cython_blas
-        lib = ctypes.CDLL(scipy.linalg.cython_blas.__file__)  # dlsym also searches the libraries it links to
-    except (ImportError, OSError):
-        return None
-    for prefix in ("scipy_openblas_", "openblas_"):
-        try:
-            return getattr(lib, prefix + "get_num_threads"), getattr(lib, prefix + "set_num_threads")
-        except AttributeError:
-            continue
-    return None
-
-
-_BLAS_THREADS = _openblas_thread_functions()
-
-
-@contextlib.contextmanager
-def _parallel_tiles():
-    """Run a kernel's parallel loop: SciPy's OpenBLAS on one thread, and items handed out one at a time (Numba's
-    default gives each thread one fixed share: causal tiles differ in cost, and a busy core would hold all back)."""
-    with numba.parallel_chunksize(1):
-        if _BLAS_THREADS is None:
-            yield
-            return
-        get, set_ = _BLAS_THREADS
-        before = get()
-        set_(1)
-        try:
-            yield
-        finally:
-            set_(before)
 
 
 # ---- e^(-u) in the data's precision ------------------------------------------------------------------
@@ -220,7 +181,7 @@ def forward(q, k, v, causal=False, key_padding_mask=None, scale=None, block_m=BL
     q, k, v = (np.ascontiguousarray(a) for a in (q, k, v))
     B, Hq, T, _ = q.shape
     o, lse = np.empty((B, Hq, T, v.shape[3]), q.dtype), np.empty((B, Hq, T), q.dtype)
-    with _parallel_tiles():
+    with parallel_items():
         _forward(q, k, v, _keep(key_padding_mask, B, k.shape[2]), bool(causal), q.dtype.type(default_scale(q, scale)),
                  block_m, block_n, o, lse)
     return o, lse
@@ -312,7 +273,7 @@ def backward(q, k, v, o, lse, do, causal=False, key_padding_mask=None, scale=Non
     (B, Hq, _, D), S, Dv = q.shape, k.shape[2], v.shape[3]
     dq = np.empty_like(q)
     dk, dv = np.empty((B, Hq, S, D), q.dtype), np.empty((B, Hq, S, Dv), q.dtype)
-    with _parallel_tiles():
+    with parallel_items():
         _backward(q, k, v, o, lse, do, _keep(key_padding_mask, B, S), bool(causal),
                   q.dtype.type(default_scale(q, scale)), block_m, block_n, dq, dk, dv)
     return dq, _sum_groups(dk, k.shape[1]), _sum_groups(dv, v.shape[1])

@@ -19,8 +19,6 @@ buffer (O(F E) memory, nothing stored per chunk); the tile products are `np.dot`
 item, `parallel_items`). A head with grouped keys/values reads head h // group.
 float32 and float64 both compile; the decay weights are computed in float64 and stored in the data's dtype.
 """
-import contextlib
-import ctypes
 
 import numba
 import numpy as np
@@ -28,47 +26,13 @@ from numba import prange
 
 from kernels.activations import _FAST
 from kernels.linear_attention import EPS, attention_backward, attention_forward, check_chunk
+from kernels.parallel import parallel_items
 
 CHUNK = 64
 _PARALLEL = dict(_FAST, parallel=True)
 
 
 # ---- shared by the CPU kernels of the attention variants (linear, lightning, sliding window, softplus) -------
-
-def _openblas_threads():
-    """(get, set) of the thread count of the OpenBLAS behind SciPy's BLAS (which Numba's np.dot calls), or None."""
-    try:
-        import scipy.linalg.cython_blas
-        lib = ctypes.CDLL(scipy.linalg.cython_blas.__file__)  # dlsym also searches the libraries it links to
-    except (ImportError, OSError):
-        return None
-    for prefix in ("scipy_openblas_", "openblas_"):
-        try:
-            return getattr(lib, prefix + "get_num_threads"), getattr(lib, prefix + "set_num_threads")
-        except AttributeError:
-            continue
-    return None
-
-
-_BLAS_THREADS = _openblas_threads()
-
-
-@contextlib.contextmanager
-def parallel_items():
-    """Around a kernel's parallel loop: BLAS on one thread (the parallelism is the loop's; nested BLAS threads
-    would only fight) and items handed out one at a time (causal items differ in cost)."""
-    with numba.parallel_chunksize(1):
-        if _BLAS_THREADS is None:
-            yield
-            return
-        get, set_ = _BLAS_THREADS
-        before = get()
-        set_(1)
-        try:
-            yield
-        finally:
-            set_(before)
-
 
 @numba.njit(**_FAST)
 def _tile(buffer, rows, cols):

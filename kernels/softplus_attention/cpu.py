@@ -24,7 +24,8 @@ from numba import prange
 
 from kernels.activations import _FAST
 from kernels.linear_attention import sum_head_groups
-from kernels.linear_attention.cpu import _tile, parallel_items
+from kernels.linear_attention.cpu import _tile
+from kernels.parallel import parallel_items
 from kernels.softplus_attention import check_softplus_inputs, row_scales, visible_counts
 
 BLOCK_M, BLOCK_N = 64, 64
