@@ -3,16 +3,22 @@
     import minigrad.nn as nn
     import minigrad.nn.functional as F
 """
-from minigrad.nn import functional, init, utils  # noqa: F401
+from minigrad.nn import functional, init, positional, utils  # noqa: F401
 from minigrad.nn.activation import GELU, ReLU, SiLU, Sigmoid, Softmax, Tanh
 from minigrad.nn.containers import ModuleDict, ModuleList, Sequential
 from minigrad.nn.layers import Dropout, Embedding, Identity, Linear
 from minigrad.nn.module import Module
 from minigrad.nn.multihead_attention import MultiheadAttention
 from minigrad.nn.normalization import BatchNorm1d, LayerNorm, RMSNorm
+from minigrad.nn.positional import LearnedPositionalEmbedding, RotaryEmbedding, SinusoidalPositionalEmbedding
 from minigrad.nn.rnn import GRU, LSTM, GRUCell, LSTMCell
+from minigrad.nn.transformer import (FeedForward, SwiGLU, Transformer, TransformerDecoder, TransformerDecoderLayer,
+                                     TransformerEncoder, TransformerEncoderLayer)
 from minigrad.tensor import Parameter
 
-__all__ = ["BatchNorm1d", "Dropout", "Embedding", "GELU", "GRU", "GRUCell", "Identity", "LSTM", "LSTMCell",
-           "LayerNorm", "Linear", "Module", "ModuleDict", "ModuleList", "MultiheadAttention", "Parameter", "RMSNorm", "ReLU", "Sequential",
-           "SiLU", "Sigmoid", "Softmax", "Tanh", "functional", "init", "utils"]
+__all__ = ["BatchNorm1d", "Dropout", "Embedding", "FeedForward", "GELU", "GRU", "GRUCell", "Identity", "LSTM",
+           "LSTMCell", "LayerNorm", "LearnedPositionalEmbedding", "Linear", "Module", "ModuleDict", "ModuleList",
+           "MultiheadAttention", "Parameter", "RMSNorm", "ReLU", "RotaryEmbedding", "Sequential", "SiLU", "Sigmoid",
+           "SinusoidalPositionalEmbedding", "Softmax", "SwiGLU", "Tanh", "Transformer", "TransformerDecoder",
+           "TransformerDecoderLayer", "TransformerEncoder", "TransformerEncoderLayer", "functional", "init",
+           "positional", "utils"]
