@@ -129,3 +129,28 @@ def broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=4, max_side=5):
     """Tuples of shapes that broadcast together, e.g. ((3, 1, 4), (5, 4)); `.input_shapes` holds them."""
     return hnp.mutually_broadcastable_shapes(num_shapes=num_shapes, min_dims=min_dims, max_dims=max_dims,
                                              min_side=1, max_side=max_side)
+
+
+def check_module_against_torch(mg_module, torch_module, x, *, forward_args=(), mg_kwargs=None, outputs=None,
+                               tolerances=None):
+    """Load torch_module's state_dict into mg_module, run both on x (plus forward_args), and compare the outputs and
+    the gradients of x and of every parameter (passed as inputs through functional_call) with check_against_torch.
+
+    mg_kwargs: keyword arguments for the minigrad forward only (e.g. a choice of algorithm the twin does not have).
+    outputs(module, result): picks the tensors to compare from a forward's result (default: the result itself).
+    """
+    torch_module.double()
+    mg_module.load_state_dict(torch_module.state_dict())
+    names = [n for n, _ in torch_module.named_parameters()]
+    if [n for n, _ in mg_module.named_parameters()] != names:
+        raise AssertionError(f"parameter names differ: minigrad {[n for n, _ in mg_module.named_parameters()]}, "
+                             f"torch {names}")
+    params = [p.detach().numpy().copy() for p in torch_module.parameters()]
+    pick = outputs or (lambda module, result: result)
+
+    def call(module, functional_call, args, kwargs):
+        module.to(args[0].dtype)
+        return pick(module, functional_call(module, dict(zip(names, args[1:])), (args[0], *forward_args), kwargs))
+    return check_against_torch(lambda *a: call(mg_module, minigrad.nn.utils.functional_call, a, mg_kwargs or {}),
+                               lambda *a: call(torch_module, torch.func.functional_call, a, {}), [x, *params],
+                               tolerances=tolerances)

@@ -208,7 +208,7 @@ class BertModel(nn.Module):
             module.weight.data[module.padding_idx] = 0
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None):
-        input_ids = _ids("input_ids", input_ids)
+        input_ids = checked_ids("input_ids", input_ids)
         if input_ids.ndim != 2:
             raise ValueError(f"BertModel: input_ids must have shape (B, T), got {input_ids.shape}")
         B, T = input_ids.shape
@@ -217,8 +217,8 @@ class BertModel(nn.Module):
                              f"{self.config.max_position_embeddings}")
         if token_type_ids is None:
             token_type_ids = Tensor(backend.array_module(input_ids.data).zeros((B, T), dtype=minigrad.int64))
-        token_type_ids = _ids("token_type_ids", token_type_ids, input_ids.shape)
-        keep = None if attention_mask is None else _attention_mask(attention_mask, input_ids.shape)  # (B, T)
+        token_type_ids = checked_ids("token_type_ids", token_type_ids, input_ids.shape)
+        keep = None if attention_mask is None else checked_attention_mask(attention_mask, input_ids.shape)  # (B, T)
         if keep is not None and keep.all():
             keep = None                                                          # no padding: no mask needed
         if keep is not None:
@@ -228,7 +228,7 @@ class BertModel(nn.Module):
         return BertModelOutput(x, None if self.pooler is None else self.pooler(x))
 
 
-def _ids(name, ids, shape=None):
+def checked_ids(name, ids, shape=None):
     """An integer Tensor of token ids (from a Tensor, an array or nested lists), of `shape` if given."""
     ids = ids if isinstance(ids, Tensor) else minigrad.tensor(ids)
     if ids.dtype.kind not in "iu":
@@ -238,7 +238,7 @@ def _ids(name, ids, shape=None):
     return ids
 
 
-def _attention_mask(mask, shape, op="BertModel"):
+def checked_attention_mask(mask, shape, op="BertModel"):
     """The (B, T) 0/1 mask as a bool array, checked: the shape of the ids, values 0 or 1, a token per row."""
     mask = mask.data if isinstance(mask, Tensor) else minigrad.tensor(mask).data
     if mask.shape != shape:
@@ -305,7 +305,7 @@ def load_pretrained(folder):
 def mean_pooling(last_hidden_state, attention_mask):
     """The average of the token vectors, padding excluded:  sum_t m_t h_t / sum_t m_t  (a token per row)."""
     B, T = last_hidden_state.shape[:2]
-    keep = _attention_mask(attention_mask, (B, T), "mean_pooling")
+    keep = checked_attention_mask(attention_mask, (B, T), "mean_pooling")
     m = Tensor(keep[:, :, None].astype(last_hidden_state.dtype), device=last_hidden_state.device)  # (B, T, 1)
     summed = (last_hidden_state * m).sum(dim=1)                                   # (B, C)
     return summed / m.sum(dim=1)                                                  # (B, C)
