@@ -141,3 +141,27 @@ def main(argv=None):
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# ---- helpers of the self-checks ------------------------------------------------------------------
+
+SELF_CHECK_TOLERANCE = dict(rtol=1e-7, atol=1e-10)  # float64 answers against float64 references
+
+
+def assert_matches(name, got, want, **tol):
+    """got (the exercise's answer) against want (the reference: an array or a torch tensor), with the shape checked
+    first and a readable message; float64 tolerances unless given."""
+    from minigrad.backend import np
+    got = np.asarray(got)
+    want = want.detach().numpy() if hasattr(want, "detach") else np.asarray(want)
+    assert got.shape == want.shape, f"{name}: shape {got.shape}, the reference's is {want.shape}"
+    np.testing.assert_allclose(got, want, err_msg=f"{name} differs from the reference",
+                               **(tol or SELF_CHECK_TOLERANCE))
+
+
+def no_numpy_warnings(fn, *args, **kwargs):
+    """Call fn with NumPy's RuntimeWarnings (invalid value, divide by zero, overflow) turned into errors."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        return fn(*args, **kwargs)

@@ -8,24 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from minigrad.exercises import load_exercises
+from minigrad.exercises import assert_matches, load_exercises
 
 ex = load_exercises("00_minigrad")
-
-TOL = dict(rtol=1e-7, atol=1e-10)
 
 
 def rand(shape, seed):
     return np.random.default_rng(seed).standard_normal(shape)
-
-
-def assert_matches(name, got, want, **tol):
-    """got (the exercise's answer) against want (PyTorch's), with shape and a readable message."""
-    tol = tol or TOL
-    got = np.asarray(got)
-    want = want.detach().numpy() if isinstance(want, torch.Tensor) else np.asarray(want)
-    assert got.shape == want.shape, f"{name}: shape {got.shape}, PyTorch's is {want.shape}"
-    np.testing.assert_allclose(got, want, err_msg=f"{name} differs from PyTorch", **tol)
 
 
 def torch_grads(fn, *arrays, seed=99):

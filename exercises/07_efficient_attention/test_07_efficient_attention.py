@@ -5,18 +5,15 @@ ExerciseNotDone and the test fails with "not yet". Everything is float64; gradie
 torch.autograd under a random upstream gradient; shapes are odd on purpose (T != S, D != Dv, tiles that do
 not divide the length).
 """
-import warnings
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from minigrad.exercises import load_exercises
+from minigrad.exercises import assert_matches, no_numpy_warnings, load_exercises
 
 ex = load_exercises("07_efficient_attention")
-
-TOL = dict(rtol=1e-7, atol=1e-10)
 
 
 def rand(shape, seed, scale=1.0):
@@ -25,20 +22,6 @@ def rand(shape, seed, scale=1.0):
 
 def T(array):
     return torch.from_numpy(np.asarray(array))
-
-
-def assert_matches(name, got, want, **tol):
-    tol = tol or TOL
-    got = np.asarray(got)
-    want = want.detach().numpy() if isinstance(want, torch.Tensor) else np.asarray(want)
-    assert got.shape == want.shape, f"{name}: shape {got.shape}, PyTorch's is {want.shape}"
-    np.testing.assert_allclose(got, want, err_msg=f"{name} differs from PyTorch", **tol)
-
-
-def no_numpy_warnings(fn, *args, **kwargs):
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", RuntimeWarning)
-        return fn(*args, **kwargs)
 
 
 def tiles(n, size):
