@@ -59,3 +59,23 @@ def check_inputs(op, q, k, v, key_padding_mask=None, do=None):
         if tuple(key_padding_mask.shape) != (B, S) or str(key_padding_mask.dtype) != "bool":
             raise ValueError(f"{op}: key_padding_mask must be bool of shape (B, S) = {(B, S)}, got "
                              f"{key_padding_mask.dtype} {tuple(key_padding_mask.shape)}")
+
+
+def array_module(a):
+    """numpy, or cupy for a CuPy array (the kernels never import minigrad's backend)."""
+    if type(a).__module__.startswith("cupy"):
+        import cupy
+        return cupy
+    import numpy
+    return numpy
+
+
+def repeat_heads(x, heads):
+    """(B, H, T, E) -> (B, heads, T, E): head h of the result is head h // (heads // H) of x."""
+    return x if x.shape[1] == heads else array_module(x).repeat(x, heads // x.shape[1], axis=1)
+
+
+def sum_head_groups(x, heads):
+    """(B, Hq, T, E) -> (B, heads, T, E), summing each group of Hq // heads query heads (repeat_heads' gradient)."""
+    B, Hq, T, E = x.shape
+    return x if heads == Hq else x.reshape(B, heads, Hq // heads, T, E).sum(axis=2)

@@ -37,7 +37,7 @@ from numba import prange, types
 from numba.extending import overload
 
 from kernels.activations import _FAST, exp_neg
-from kernels.flash_attention import check_inputs, default_scale
+from kernels.flash_attention import check_inputs, default_scale, sum_head_groups
 from kernels.parallel import parallel_items
 
 BLOCK_M, BLOCK_N = 64, 64
@@ -259,12 +259,6 @@ def _backward(q, k, v, o, lse, do, keep, causal, scale, block_m, block_n, dq, dk
         _backward_head(q, k, v, o, lse, do, keep, causal, scale, block_m, block_n, dq, dk, dv, item // Hq, item % Hq)
 
 
-def _sum_groups(x, heads):
-    """(B, Hq, S, E) per query head -> (B, heads, S, E), summing each group of Hq // heads query heads."""
-    B, Hq, S, E = x.shape
-    return x if heads == Hq else x.reshape(B, heads, Hq // heads, S, E).sum(axis=2)
-
-
 def backward(q, k, v, o, lse, do, causal=False, key_padding_mask=None, scale=None, block_m=BLOCK_M,
              block_n=BACKWARD_BLOCK_N):
     """(dQ, dK, dV) from the forward's O and L and the upstream gradient dO; see the module doc."""
@@ -276,4 +270,4 @@ def backward(q, k, v, o, lse, do, causal=False, key_padding_mask=None, scale=Non
     with parallel_items():
         _backward(q, k, v, o, lse, do, _keep(key_padding_mask, B, S), bool(causal),
                   q.dtype.type(default_scale(q, scale)), block_m, block_n, dq, dk, dv)
-    return dq, _sum_groups(dk, k.shape[1]), _sum_groups(dv, v.shape[1])
+    return dq, sum_head_groups(dk, k.shape[1]), sum_head_groups(dv, v.shape[1])

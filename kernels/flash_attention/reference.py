@@ -13,7 +13,7 @@ summed back over each group. Memory is O(T S) per head: this is the quadratic al
 """
 import numpy as np
 
-from kernels.flash_attention import check_inputs, default_scale
+from kernels.flash_attention import check_inputs, default_scale, repeat_heads, sum_head_groups
 
 
 def visible(batch, T, S, causal=False, key_padding_mask=None):
@@ -24,17 +24,6 @@ def visible(batch, T, S, causal=False, key_padding_mask=None):
     if key_padding_mask is not None:
         seen &= key_padding_mask[:, None, None, :]
     return seen
-
-
-def repeat_heads(x, heads):
-    """(B, H, S, E) -> (B, heads, S, E): head h of the result is head h // (heads // H) of x."""
-    return np.repeat(x, heads // x.shape[1], axis=1)
-
-
-def sum_heads(x, heads):
-    """(B, Hq, S, E) -> (B, heads, S, E): the gradient of repeat_heads, summed over each group of query heads."""
-    B, Hq, S, E = x.shape
-    return x.reshape(B, heads, Hq // heads, S, E).sum(axis=2)
 
 
 def _probabilities(q, k, causal, key_padding_mask, scale):
@@ -70,4 +59,4 @@ def backward(q, k, v, do, causal=False, key_padding_mask=None, scale=None):
     ds = p * (dp - (dp * p).sum(axis=-1, keepdims=True))
     dq = scale * (ds @ repeat_heads(k, Hq))                                       # (B, Hq, T, D)
     dk = scale * (ds.swapaxes(-1, -2) @ q)                                        # (B, Hq, S, D)
-    return dq, sum_heads(dk, k.shape[1]), sum_heads(dv, v.shape[1])
+    return dq, sum_head_groups(dk, k.shape[1]), sum_head_groups(dv, v.shape[1])

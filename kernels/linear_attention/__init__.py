@@ -45,29 +45,9 @@ Shapes: fq (B, Hq, T, F), fk (B, Hk, T, F), v (B, Hv, T, Dv) -> o (B, Hq, T, Dv)
 h // (Hq // Hk) and value head h // (Hq // Hv) (grouped heads, as kernels/flash_attention). `causal=False` is
 o_i = fq_i (fk^T V') / ...: two matrix products, no chunks needed. A padded key is a key whose features are zero.
 """
-from kernels.flash_attention import check_inputs
+from kernels.flash_attention import array_module, check_inputs, repeat_heads, sum_head_groups  # noqa: F401
 
 EPS = 1e-12
-
-
-def array_module(a):
-    """numpy, or cupy for a CuPy array (the kernels never import minigrad's backend)."""
-    if type(a).__module__.startswith("cupy"):
-        import cupy
-        return cupy
-    import numpy
-    return numpy
-
-
-def repeat_heads(x, heads):
-    """(B, H, T, E) -> (B, heads, T, E): head h of the result is head h // (heads // H) of x."""
-    return x if x.shape[1] == heads else array_module(x).repeat(x, heads // x.shape[1], axis=1)
-
-
-def sum_head_groups(x, heads):
-    """(B, Hq, T, E) -> (B, heads, T, E), summing each group of Hq // heads query heads (repeat_heads' gradient)."""
-    B, Hq, T, E = x.shape
-    return x if heads == Hq else x.reshape(B, heads, Hq // heads, T, E).sum(axis=2)
 
 
 def check_feature_inputs(op, fq, fk, v, do=None):
@@ -135,7 +115,7 @@ def attention_backward(op, product, fq, fk, v, o, den, do, causal, normalize, ep
     if normalize and (den is None or tuple(den.shape) != tuple(o.shape[:-1])):
         raise ValueError(f"{op}: normalize=True needs the forward's den of shape {tuple(o.shape[:-1])}, got "
                          f"{None if den is None else tuple(den.shape)}")
-    xp, (B, Hq, T, _), Hk, Hv, Dv = array_module(fq), fq.shape, fk.shape[1], v.shape[1], v.shape[3]
+    xp, Hq, Hk, Hv, Dv = array_module(fq), fq.shape[1], fk.shape[1], v.shape[1], v.shape[3]
     fk, v = repeat_heads(fk, Hq), repeat_heads(v, Hq)
     if normalize:                                           # o = num / (den + eps): d num, d den
         r = 1 / (den + eps)                                                            # (B, Hq, T)

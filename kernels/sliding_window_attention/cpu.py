@@ -204,7 +204,7 @@ def backward(q, k, v, o, lse, do, window, key_padding_mask=None, scale=None, blo
     """(dQ, dK, dV) from the forward's O and L and the upstream gradient dO; see the module doc."""
     check_window_inputs("sliding_window_attention cpu backward", q, k, v, window, key_padding_mask, do)
     q, k, v, o, lse, do = (np.ascontiguousarray(a, dtype=q.dtype) for a in (q, k, v, o, lse, do))
-    (B, Hq, T, D), S, Dv = q.shape, k.shape[2], v.shape[3]
+    (B, Hq, _, D), S, Dv = q.shape, k.shape[2], v.shape[3]
     dq = np.empty_like(q)
     dk, dv = np.empty((B, Hq, S, D), q.dtype), np.empty((B, Hq, S, Dv), q.dtype)
     with parallel_items():

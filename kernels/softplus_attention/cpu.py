@@ -260,7 +260,7 @@ def backward(q, k, v, o, stats, do, causal=True, key_padding_mask=None, scale=No
     """(dQ, dK, dV) from the forward's O and stats and the upstream gradient dO; see kernels/softplus_attention."""
     check_softplus_inputs("softplus_attention cpu backward", q, k, v, key_padding_mask, power, do)
     q, k, v, o, stats, do = (np.ascontiguousarray(a, dtype=q.dtype) for a in (q, k, v, o, stats, do))
-    (B, Hq, T, D), S, Dv = q.shape, k.shape[2], v.shape[3]
+    (B, Hq, _, D), S, Dv = q.shape, k.shape[2], v.shape[3]
     scales, counts = _rows(q, k, causal, key_padding_mask, scale, length_scaled)
     dq = np.empty_like(q)
     dk, dv = np.empty((B, Hq, S, D), q.dtype), np.empty((B, Hq, S, Dv), q.dtype)
