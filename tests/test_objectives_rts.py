@@ -3,7 +3,8 @@
 - RTS: BertForTokenDetection against a PyTorch twin (transformers' BertModel + the same head written in torch), fed
   the same substitution draws: the two-class loss over the non-padding tokens and every gradient, float64 and float32.
 - C-RTS: the cluster probabilities and the count update against hand-worked examples (numbers written in the test),
-  and the cluster draws' statistics.
+  and the cluster draws' statistics; the vocabulary's k-means against scipy.cluster.vq.kmeans2 from the same
+  initial centroids, and its guarantees (nearest centroid, no empty cluster, same rng -> same clusters).
 - SLM: no [MASK] anywhere, every selected token swapped, the originals predicted at the swapped positions;
   BertForMaskedLM's SLM loss and gradients against transformers' BertForMaskedLM.
 """
@@ -24,9 +25,10 @@ from minigrad.backend import np  # noqa: E402
 from minigrad.models.bert import BertConfig  # noqa: E402
 from minigrad.objectives.mlm import (IGNORE_INDEX, RANDOM, BertForMaskedLM, apply_mlm_masking,  # noqa: E402
                                      maskable_positions, mlm_loss)
-from minigrad.objectives.rts import (BertForTokenDetection, cluster_probabilities, detection_labels,  # noqa: E402
-                                     draw_cluster_substitution, draw_random_substitution, draw_swaps,
-                                     substitute_tokens, token_detection_loss, update_cluster_counts)
+from minigrad.objectives.rts import (BertForTokenDetection, cluster_probabilities, cluster_vocabulary,  # noqa: E402
+                                     detection_labels, draw_cluster_substitution, draw_random_substitution,
+                                     draw_swaps, kmeans, substitute_tokens, token_detection_loss,
+                                     update_cluster_counts)
 from minigrad.testing import TOLERANCES, assert_close, check_against_torch, random_array  # noqa: E402
 
 PAD, CLS, SEP, MASK_ID = 0, 1, 2, 3
@@ -270,3 +272,70 @@ def test_slm_loss_and_every_gradient_match_torch(dtype):
     params = dict(hf.named_parameters())
     for name, p in ours.named_parameters():
         assert_close(f"[{dtype}] grad of {name}", p.grad.data, params[name].grad.numpy(), **tol)
+
+
+# ---- the vocabulary's clusters ----------------------------------------------------------------------
+
+def _blobs(centers, per_blob, spread, seed):
+    rng = np.random.default_rng(seed)
+    centers = np.asarray(centers, dtype=np.float64)
+    points = np.concatenate([c + spread * rng.standard_normal((per_blob, centers.shape[1])) for c in centers])
+    return points, np.repeat(np.arange(len(centers)), per_blob)
+
+
+@pytest.mark.parametrize("iterations", [1, 2, 7])
+def test_kmeans_matches_scipy_from_the_same_centroids(iterations):
+    from scipy.cluster.vq import kmeans2, vq
+    rng = np.random.default_rng(3)
+    points = rng.standard_normal((200, 5))                  # no structure: the centroids move a lot
+    start = points[rng.choice(200, 6, replace=False)]
+    assignment, centroids = kmeans(points, start, iterations)
+    reference, _ = kmeans2(points, start.copy(), iter=iterations, minit="matrix", missing="raise")
+    assert_close(f"centroids after {iterations} iterations", centroids, reference, atol=1e-10, rtol=1e-10)
+    assert (assignment == vq(points, reference)[0]).all()
+
+
+def test_cluster_vocabulary_finds_separated_groups_and_assigns_each_token_to_its_nearest_centroid():
+    points, truth = _blobs([[0, 0, 0], [10, 0, 0], [0, 10, 0], [0, 0, 10]], 30, 0.5, seed=4)
+    found = 0
+    for seed in range(10):
+        clusters = cluster_vocabulary(points, 4, np.random.default_rng(seed))
+        assert clusters.shape == (120,) and clusters.dtype == np.int64
+        centroids = np.stack([points[clusters == k].mean(0) for k in range(4)])
+        nearest = ((points[:, None, :] - centroids[None]) ** 2).sum(-1).argmin(1)
+        assert (clusters == nearest).all(), f"seed {seed}: a token is not in the cluster of its nearest centroid"
+        found += len({(t, c) for t, c in zip(truth, clusters)}) == 4      # the blobs, up to renaming
+    # k-means++ puts two starts in one blob with probability about 2% (then Lloyd stays in that local optimum)
+    assert found >= 8, f"the blobs were recovered from {found} of 10 starts"
+
+
+def test_cluster_vocabulary_is_deterministic_given_the_rng_and_depends_on_it():
+    points = np.random.default_rng(5).standard_normal((300, 8))
+    first = cluster_vocabulary(points, 12, np.random.default_rng(7))
+    assert (first == cluster_vocabulary(points, 12, np.random.default_rng(7))).all()
+    assert any((first != cluster_vocabulary(points, 12, np.random.default_rng(seed))).any() for seed in range(8, 12))
+
+
+def test_no_cluster_ends_empty():
+    # three far groups and a start with two centroids in one group and one between the others: Lloyd's
+    # algorithm leaves a cluster empty, which takes the farthest point
+    points, _ = _blobs([[0, 0], [100, 0], [0, 100]], 10, 0.1, seed=6)
+    start = np.array([[0.0, 0.0], [0.05, 0.0], [1000.0, 1000.0]])
+    assignment, centroids = kmeans(points, start, 5)
+    assert (np.bincount(assignment, minlength=3) > 0).all()
+    clusters = cluster_vocabulary(points, 30, np.random.default_rng(0))          # one token per cluster
+    assert sorted(clusters.tolist()) == list(range(30))
+
+
+def test_cluster_vocabulary_errors():
+    points = np.random.default_rng(0).standard_normal((10, 3))
+    with pytest.raises(ValueError, match="num_clusters must be in"):
+        cluster_vocabulary(points, 11, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="num_clusters must be in"):
+        cluster_vocabulary(points, 0, np.random.default_rng(0))
+    with pytest.raises(ValueError, match=r"\(vocab_size, D\)"):
+        cluster_vocabulary(points[0], 2, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="fewer than num_clusters"):
+        cluster_vocabulary(np.repeat(points[:3], 4, axis=0), 4, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="one D"):
+        kmeans(points, points[:2, :2], 3)

@@ -17,9 +17,10 @@ from minigrad.objectives.meap import apply_meap_mask, draw_meap_mask, meap_loss
 from minigrad.objectives.mlm import (BERT_SPLIT, IGNORE_INDEX, KEEP, MASK, RANDOM, BertForMaskedLM,
                                      MaskingDraws, apply_mlm_masking, draw_mlm_masking, draw_positions,
                                      maskable_positions, mlm_loss, word_ids_from_tokens)
-from minigrad.objectives.rts import (SLM_SPLIT, BertForTokenDetection, cluster_probabilities,
+from minigrad.objectives.rts import (SLM_SPLIT, BertForTokenDetection, cluster_probabilities, cluster_vocabulary,
                                      detection_labels, draw_cluster_substitution, draw_random_substitution,
-                                     draw_swaps, substitute_tokens, token_detection_loss, update_cluster_counts)
+                                     draw_swaps, kmeans, substitute_tokens, token_detection_loss,
+                                     update_cluster_counts)
 
 __all__ = [
     "ELECTRA_SPLIT", "ElectraConfig", "ElectraOutput", "ElectraPretraining", "draw_gumbel_noise", "gumbel_sample",
@@ -27,6 +28,7 @@ __all__ = [
     "apply_meap_mask", "draw_meap_mask", "meap_loss",
     "BERT_SPLIT", "IGNORE_INDEX", "KEEP", "MASK", "RANDOM", "BertForMaskedLM", "MaskingDraws", "apply_mlm_masking",
     "draw_mlm_masking", "draw_positions", "maskable_positions", "mlm_loss", "word_ids_from_tokens",
-    "SLM_SPLIT", "BertForTokenDetection", "cluster_probabilities", "detection_labels", "draw_cluster_substitution",
-    "draw_random_substitution", "draw_swaps", "substitute_tokens", "token_detection_loss", "update_cluster_counts",
+    "SLM_SPLIT", "BertForTokenDetection", "cluster_probabilities", "cluster_vocabulary", "detection_labels",
+    "draw_cluster_substitution", "draw_random_substitution", "draw_swaps", "kmeans", "substitute_tokens",
+    "token_detection_loss", "update_cluster_counts",
 ]

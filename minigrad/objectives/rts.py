@@ -30,6 +30,8 @@ lucadiliello/transformers-framework (language/modeling.py, pipelines/cluster_ran
   official code draws a Bernoulli(0.15) per token. Replacement ids are uniform over the whole vocabulary.
 - Di Liello's runs scale the RTS loss by 50 (--td_weight 50); the loss here is unscaled (multiply if you need it).
 
+`cluster_vocabulary` makes the clusters: k-means (Lloyd's algorithm, k-means++ start) of token embeddings.
+
 `BertForTokenDetection`: BertModel + BERT's prediction-head transform + a decoder to 2 classes, with the names of
 transformers-framework's BertForTokenDetection (bert.*, cls.predictions.{transform.*, decoder.*, bias}).
 """
@@ -160,6 +162,64 @@ def update_cluster_counts(counts, input_ids, corrupted_ids, predictions, token_c
     out = C.copy()
     np.add.at(out, (clusters[ids[replaced]], clusters[corrupted[replaced]]), np.where(wrong, 1, -1))
     return out
+
+
+def kmeans(points, centroids, iterations=20):
+    """Lloyd's algorithm from the given initial centroids: `iterations` times, assign each point to its nearest
+    centroid (squared Euclidean distance), then move each centroid to the mean of its points. A cluster left
+    empty takes the point farthest from its own centroid, so no cluster ends empty.
+    points (N, D), centroids (K, D) -> (assignment int64 (N,) to the final centroids, final centroids (K, D))."""
+    X = np.asarray(points, dtype=np.float64)
+    C = np.array(centroids, dtype=np.float64)
+    if X.ndim != 2 or C.ndim != 2 or C.shape[1] != X.shape[1]:
+        raise ValueError(f"kmeans: expected points (N, D) and centroids (K, D) with one D, got {X.shape} and "
+                         f"{C.shape}")
+    if not 1 <= C.shape[0] <= X.shape[0]:
+        raise ValueError(f"kmeans: need between 1 and N = {X.shape[0]} centroids, got {C.shape[0]}")
+    if iterations < 0:
+        raise ValueError(f"kmeans: iterations must be >= 0, got {iterations}")
+    for _ in range(iterations):
+        assignment = _nearest_nonempty(X, C)
+        sizes = np.bincount(assignment, minlength=C.shape[0])                     # (K,), all >= 1
+        sums = np.zeros_like(C)
+        np.add.at(sums, assignment, X)
+        C = sums / sizes[:, None]                                                 # (K, D)
+    return _nearest_nonempty(X, C), C
+
+
+def _nearest_nonempty(X, C):
+    """The nearest centroid of each point; then each empty cluster takes the point farthest from its centroid
+    among the clusters with more than one point."""
+    distances = (X * X).sum(1)[:, None] - 2 * X @ C.T + (C * C).sum(1)[None, :]  # (N, K)
+    assignment = distances.argmin(axis=1)
+    for k in np.flatnonzero(np.bincount(assignment, minlength=C.shape[0]) == 0):
+        sizes = np.bincount(assignment, minlength=C.shape[0])
+        own = distances[np.arange(X.shape[0]), assignment]                        # (N,)
+        farthest = np.argmax(np.where(sizes[assignment] > 1, own, -np.inf))
+        assignment[farthest] = k
+    return assignment.astype(np.int64)
+
+
+def cluster_vocabulary(embeddings, num_clusters, rng, iterations=20):
+    """The clusters of C-RTS: k-means of the token embeddings (vocab_size, D) into num_clusters clusters,
+    started from k-means++ centroids (the first a uniform token, each next one a token drawn with probability
+    proportional to its squared distance to the nearest centroid so far) drawn from the NumPy Generator rng.
+    Returns (vocab_size,) int64 clusters in [0, num_clusters), every cluster non-empty."""
+    E = np.asarray(embeddings, dtype=np.float64)
+    if E.ndim != 2:
+        raise ValueError(f"cluster_vocabulary: embeddings must be a (vocab_size, D) matrix, got shape {E.shape}")
+    if not 1 <= num_clusters <= E.shape[0]:
+        raise ValueError(f"cluster_vocabulary: num_clusters must be in [1, vocab_size = {E.shape[0]}], got "
+                         f"{num_clusters}")
+    chosen = [int(rng.integers(E.shape[0]))]
+    nearest = ((E - E[chosen[0]]) ** 2).sum(1)                                    # (V,) squared distances
+    for _ in range(num_clusters - 1):
+        if nearest.sum() <= 0:
+            raise ValueError(f"cluster_vocabulary: the embeddings have fewer than num_clusters = {num_clusters} "
+                             f"distinct rows")
+        chosen.append(int(rng.choice(E.shape[0], p=nearest / nearest.sum())))
+        nearest = np.minimum(nearest, ((E - E[chosen[-1]]) ** 2).sum(1))
+    return kmeans(E, E[chosen], iterations)[0]
 
 
 # ---- SLM ----------------------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""The chapters' experiments as reusable pieces: models, data, training and evaluation wired together."""
