@@ -29,10 +29,10 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 book: $(STAMP)
-	$(PY) -m minigrad.book
+	$(PY) -m book
 
 fast-book: $(STAMP)
-	$(PY) -m minigrad.book --fast
+	$(PY) -m book --fast
 
 test: $(STAMP)
 	$(PY) -m pytest --exercises=solutions
@@ -50,7 +50,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_linear_attention.py
 
 env: $(STAMP)
-	$(PY) -m minigrad.env
+	$(PY) -m book.env
 
 clean:
 	rm -rf build .pytest_cache .hypothesis

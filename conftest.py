@@ -11,7 +11,7 @@ import os
 os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before anything imports numpy
 
-from minigrad.exercises import EXERCISES, SOLUTIONS, TREE_VARIABLE, tree_under_test  # noqa: E402
+from book.exercises import EXERCISES, SOLUTIONS, TREE_VARIABLE, tree_under_test  # noqa: E402
 
 
 def pytest_addoption(parser):

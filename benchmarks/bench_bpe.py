@@ -31,7 +31,7 @@ def hugging_face_train(texts, vocab_size, special):
 
 def compare_merges(ours, hf):
     """(pairs in common, pairs at the same rank, total): our merges written as GPT-2 characters, as HF's are."""
-    from minigrad.tokenizers.bpe import bytes_to_unicode
+    from book.tokenizers.bpe import bytes_to_unicode
     table = bytes_to_unicode()
     text = {i: "".join(table[b] for b in ours.vocab[i]) for i in ours.vocab}
     mine = [(text[a], text[b]) for a, b in ours.merges]
@@ -47,8 +47,8 @@ def main():
     parser.add_argument("--works", default="all", help="'all' or a comma-separated list of work names")
     args = parser.parse_args()
 
-    from minigrad.data.shakespeare import list_works, read_work
-    from minigrad.tokenizers import BPETokenizer
+    from book.data.shakespeare import list_works, read_work
+    from book.tokenizers import BPETokenizer
 
     names = list_works() if args.works == "all" else args.works.split(",")
     texts = [read_work(name) for name in names]

@@ -34,15 +34,15 @@ def make_batch(seed=0):
 
 def minigrad_model():
     import minigrad
-    from minigrad.models.gpt import GPT, GPTConfig
+    from book.models.gpt import GPT, GPTConfig
     minigrad.manual_seed(0)
     return GPT(GPTConfig(**CONFIG))
 
 
 def torch_twin():
     """The same GPT in PyTorch, with the same parameter names, loaded with minigrad's initial weights."""
-    from minigrad.models.gpt import GPTConfig
-    from minigrad.torch_reference import GPT, torch_state_dict
+    from book.models.gpt import GPTConfig
+    from book.torch_reference import GPT, torch_state_dict
     model = GPT(GPTConfig(**CONFIG))
     model.load_state_dict(torch_state_dict(minigrad_model()))
     return model

@@ -45,7 +45,7 @@ def pytest_runtest_logreport(report):
 def pytest_terminal_summary(terminalreporter):
     if not _outcomes:
         return
-    from minigrad.exercises import tree_under_test
+    from book.exercises import tree_under_test
 
     write = terminalreporter.write_line
     terminalreporter.section(f"exercises ({tree_under_test()} tree)")

@@ -73,7 +73,7 @@ def to_device(array, device: str):
         cupy = _cupy_or_none()
         if cupy is None:
             raise RuntimeError("to('cuda'): no usable GPU (CuPy missing, no device, or allocation failed); "
-                               "run `python -m minigrad.env` to see why")
+                               "run `python -m book.env` to see why")
         return cupy.asarray(array)
     raise ValueError(f"to(): unknown device {device!r}; expected 'cpu' or 'cuda'")
 
@@ -84,7 +84,7 @@ def module_for_device(device: str):
     if device == "cuda":
         cupy = _cupy_or_none()
         if cupy is None:
-            raise RuntimeError("device 'cuda' requested but no usable GPU; run `python -m minigrad.env`")
+            raise RuntimeError("device 'cuda' requested but no usable GPU; run `python -m book.env`")
         return cupy
     raise ValueError(f"unknown device {device!r}; expected 'cpu' or 'cuda'")
 

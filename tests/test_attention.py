@@ -5,7 +5,7 @@ import torch
 import minigrad as mg
 from minigrad.backend import np
 from minigrad.nn import functional as F
-from minigrad.testing import check_against_torch, random_array
+from book.testing import check_against_torch, random_array
 
 SHAPES = [((2, 3, 5, 4), (2, 3, 7, 4), (2, 3, 7, 6)),   # batch, heads, L=5 queries, S=7 keys, Ev=6
           ((5, 4), (5, 4), (5, 3)),                      # no batch dims

@@ -8,7 +8,7 @@ import torch
 
 import minigrad as mg
 from minigrad.backend import np
-from minigrad.testing import check_against_torch, random_array
+from book.testing import check_against_torch, random_array
 
 
 def pair(shape, seed, dtype="float64"):

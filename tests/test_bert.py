@@ -1,4 +1,4 @@
-"""minigrad.models.bert against Hugging Face transformers' BertModel (PyTorch), with the same weights.
+"""book.models.bert against Hugging Face transformers' BertModel (PyTorch), with the same weights.
 
 A tiny random BertModel (eager attention, no dropout) gives its state_dict to minigrad's BertModel; the last
 hidden state, the pooler output and the gradient of every parameter under random upstream gradients must
@@ -17,9 +17,9 @@ import transformers  # noqa: E402
 import minigrad as mg  # noqa: E402
 import minigrad.nn.functional as F  # noqa: E402
 from minigrad.backend import np  # noqa: E402
-from minigrad.models.bert import (BertConfig, BertModel, hf_state_dict, load_pretrained,  # noqa: E402
+from book.models.bert import (BertConfig, BertModel, hf_state_dict, load_pretrained,  # noqa: E402
                                   mean_pooling, sentence_embeddings)
-from minigrad.testing import TOLERANCES, assert_close, check_against_torch, random_array  # noqa: E402
+from book.testing import TOLERANCES, assert_close, check_against_torch, random_array  # noqa: E402
 
 TINY = dict(vocab_size=50, hidden_size=12, num_hidden_layers=2, num_attention_heads=3, intermediate_size=37,
             max_position_embeddings=16, type_vocab_size=2, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)

@@ -1,4 +1,4 @@
-"""minigrad.tokenizers.BPETokenizer: training against a naive full-recount trainer, encoding against Hugging Face.
+"""book.tokenizers.BPETokenizer: training against a naive full-recount trainer, encoding against Hugging Face.
 
 - Training: the incremental trainer must learn exactly the merges (same pairs, same order) that a naive trainer
   learns by recounting every pair of every word after each merge (written here, from the algorithm's
@@ -22,9 +22,9 @@ from pydoc_data.topics import topics  # noqa: E402
 from tokenizers import Tokenizer, models, pre_tokenizers  # noqa: E402
 from transformers.models.gpt2.tokenization_gpt2 import bytes_to_unicode as gpt2_bytes_to_unicode  # noqa: E402
 
-from minigrad.data.shakespeare import read_work  # noqa: E402
-from minigrad.tokenizers import BPETokenizer  # noqa: E402
-from minigrad.tokenizers.bpe import bytes_to_unicode  # noqa: E402
+from book.data.shakespeare import read_work  # noqa: E402
+from book.tokenizers import BPETokenizer  # noqa: E402
+from book.tokenizers.bpe import bytes_to_unicode  # noqa: E402
 
 # GPT-2's pattern as published in openai/gpt-2 encoder.py (and tokenizers' ByteLevel pre-tokenizer)
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""

@@ -1,4 +1,4 @@
-"""The configurable decoder (minigrad/models/decoder_lm.py) against a torch twin written here with the same names.
+"""The configurable decoder (book/models/decoder_lm.py) against a torch twin written here with the same names.
 
 torch's state_dict loads into the minigrad model; logits, loss and the gradient of every parameter are compared
 (float64 tightly, float32 realistically) for each position scheme, both norms, both FFNs, pre-LN and post-LN,
@@ -14,8 +14,8 @@ import torch.nn.functional as tF
 
 import minigrad as mg
 from minigrad.backend import np
-from minigrad.models.decoder_lm import DecoderLM, DecoderLMConfig
-from minigrad.testing import TOLERANCES, assert_close
+from book.models.decoder_lm import DecoderLM, DecoderLMConfig
+from book.testing import TOLERANCES, assert_close
 
 VOCAB, MAX_LEN, B, T = 13, 12, 2, 9
 

@@ -14,10 +14,10 @@ import torch.nn.functional as TF
 
 import minigrad as mg
 from minigrad.backend import np
-from minigrad.nn.efficient_attention import (BaseConv, BasedLinearAttention, BasedMixer, ShortConvolution,
+from book.efficient_attention import (BaseConv, BasedLinearAttention, BasedMixer, ShortConvolution,
                                              SlidingWindowAttention)
 from minigrad.nn.linear_attention import linear_attention_step
-from minigrad.testing import check_module_against_torch, random_array
+from book.testing import check_module_against_torch, random_array
 
 
 # ---- the twins ----------------------------------------------------------------------------------

@@ -12,8 +12,8 @@ import torch.nn.functional as TF
 
 import minigrad as mg
 from minigrad.backend import np
-from minigrad.nn.efficient_attention import DiffQKVAttention, kv_cache_size
-from minigrad.testing import check_module_against_torch, random_array
+from book.efficient_attention import DiffQKVAttention, kv_cache_size
+from book.testing import check_module_against_torch, random_array
 
 
 ACTIVATIONS = {None: lambda x: x, "silu": TF.silu, "gelu": TF.gelu}

@@ -13,8 +13,8 @@ import torch.nn.functional as TF
 
 import minigrad as mg
 from minigrad.backend import np
-from minigrad.nn.efficient_attention import RoutingAttention, route, routing_attention
-from minigrad.testing import check_against_torch, check_module_against_torch, random_array
+from book.efficient_attention import RoutingAttention, route, routing_attention
+from book.testing import check_against_torch, check_module_against_torch, random_array
 
 
 # ---- the twin -----------------------------------------------------------------------------------

@@ -12,8 +12,8 @@ import torch.nn.functional as TF
 
 import minigrad as mg
 from minigrad.backend import np
-from minigrad.nn.efficient_attention import LRPE, TransNormerAttention, TransNormerBlock
-from minigrad.testing import check_module_against_torch, random_array
+from book.efficient_attention import LRPE, TransNormerAttention, TransNormerBlock
+from book.testing import check_module_against_torch, random_array
 
 
 # ---- the twin -----------------------------------------------------------------------------------

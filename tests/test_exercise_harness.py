@@ -6,16 +6,16 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from minigrad.exercises import (REPO_ROOT, SOLUTIONS, TREE_VARIABLE, ExerciseNotDone, chapters, exercise_ids,
+from book.exercises import (REPO_ROOT, SOLUTIONS, TREE_VARIABLE, ExerciseNotDone, chapters, exercise_ids,
                                 generate, make_stub)
 
-HEADER = "from minigrad.exercises import ExerciseNotDone  # noqa: F401\n"
+HEADER = "from book.exercises import ExerciseNotDone  # noqa: F401\n"
 
 
 def test_reader_files_are_generated_from_the_solutions():
     assert chapters(), "no exercise solutions found"
     assert generate(check=True) == 0, ("a reader file under exercises/ differs from what the solutions generate: "
-                                       "run `python -m minigrad.exercises` (if you are a learner who edited it, "
+                                       "run `python -m book.exercises` (if you are a learner who edited it, "
                                        "that is expected: use `make check CH=NN` instead)")
 
 

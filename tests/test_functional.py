@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 import minigrad as mg
 import minigrad.nn.functional as F
 from minigrad.backend import np
-from minigrad.testing import check_against_torch, random_array
+from book.testing import check_against_torch, random_array
 
 FAST = settings(max_examples=10, deadline=None)
 REDUCTIONS = ("mean", "sum", "none")

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from minigrad.data.gapped_recall import IGNORE, gapped_recall_batch, vocab_size
+from book.data.gapped_recall import IGNORE, gapped_recall_batch, vocab_size
 
 SIZES = [  # (seq_len, num_pairs, min_gap, num_keys, num_values, num_fillers)
     (64, 4, 40, 8, 8, 8),

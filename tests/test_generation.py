@@ -1,4 +1,4 @@
-"""Decoding (minigrad.generation) and the GPT's KV cache, against PyTorch and Hugging Face.
+"""Decoding (book.generation) and the GPT's KV cache, against PyTorch and Hugging Face.
 
 - top-k / top-p filters equal transformers' TopKLogitsWarper / TopPLogitsWarper on the same logits;
 - sampling draws each token with its filtered softmax probability (a frequency test) and never a filtered one;
@@ -17,11 +17,11 @@ from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsW
 
 import minigrad as mg  # noqa: E402
 from minigrad.backend import np  # noqa: E402
-from minigrad.generation import generate, sample_next, softmax, top_k_filter, top_p_filter  # noqa: E402
-from minigrad.models.gpt import GPT, GPTConfig, KVCache  # noqa: E402
-from minigrad.testing import assert_close  # noqa: E402
-from minigrad.torch_reference import GPT as TorchGPT  # noqa: E402
-from minigrad.torch_reference import torch_state_dict  # noqa: E402
+from book.generation import generate, sample_next, softmax, top_k_filter, top_p_filter  # noqa: E402
+from book.models.gpt import GPT, GPTConfig, KVCache  # noqa: E402
+from book.testing import assert_close  # noqa: E402
+from book.torch_reference import GPT as TorchGPT  # noqa: E402
+from book.torch_reference import torch_state_dict  # noqa: E402
 
 CONFIG = GPTConfig(vocab_size=29, block_size=24, n_layer=2, n_head=3, n_embd=24)
 

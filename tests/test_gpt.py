@@ -1,13 +1,13 @@
-"""minigrad.models.gpt.GPT against its PyTorch twin: logits, loss and every parameter's gradient."""
+"""book.models.gpt.GPT against its PyTorch twin: logits, loss and every parameter's gradient."""
 import pytest
 import torch
 
 import minigrad as mg
 from minigrad.backend import np
-from minigrad.models.gpt import GPT, GPTConfig
-from minigrad.testing import TOLERANCES, assert_close
-from minigrad.torch_reference import GPT as TorchGPT
-from minigrad.torch_reference import torch_state_dict
+from book.models.gpt import GPT, GPTConfig
+from book.testing import TOLERANCES, assert_close
+from book.torch_reference import GPT as TorchGPT
+from book.torch_reference import torch_state_dict
 
 CONFIG = GPTConfig(vocab_size=37, block_size=16, n_layer=2, n_head=3, n_embd=24)
 

@@ -4,7 +4,7 @@ import pytest
 import minigrad as mg
 from minigrad import backend
 from minigrad.backend import np
-from minigrad.models.gpt import GPT, GPTConfig
+from book.models.gpt import GPT, GPTConfig
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not backend.gpu_available(), reason=f"no usable GPU: {backend.gpu_status()}")]

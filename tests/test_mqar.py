@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from minigrad.data.mqar import IGNORE, mqar_batch
+from book.data.mqar import IGNORE, mqar_batch
 
 
 @pytest.mark.parametrize("seq_len,num_kv,vocab", [(32, 4, 64), (64, 8, 128), (20, 5, 16)])

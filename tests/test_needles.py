@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from minigrad.data.needles import needle_batch, needle_text, query_text
-from minigrad.data.shakespeare import CharTokenizer
+from book.data.needles import needle_batch, needle_text, query_text
+from book.data.shakespeare import CharTokenizer
 
 TEXT = ("Now is the winter of our discontent\nMade glorious summer by this sun of York;\n" * 40)
 CHARS = CharTokenizer.from_text(TEXT + "abcdefghijklmnopqrstuvwxyz0123456789{:}")

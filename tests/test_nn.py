@@ -13,7 +13,7 @@ import torch
 import minigrad as mg
 from minigrad import nn
 from minigrad.backend import np
-from minigrad.testing import check_against_torch, random_array
+from book.testing import check_against_torch, random_array
 
 
 def check_module(mg_module, torch_module, inputs, **kwargs):

@@ -1,7 +1,7 @@
 """Every chapter notebook runs top to bottom, headless, in fast mode (MINIGRAD_FAST=1)."""
 import pytest
 
-from minigrad.book import chapter_notebooks, execute_notebook
+from book.runner import chapter_notebooks, execute_notebook
 
 NOTEBOOKS = chapter_notebooks()
 CELL_TIMEOUT = 60  # seconds: fast mode is meant to take seconds per notebook

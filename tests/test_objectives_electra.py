@@ -1,4 +1,4 @@
-"""minigrad.objectives.electra against transformers' ElectraForMaskedLM (generator) and ElectraForPreTraining
+"""book.objectives.electra against transformers' ElectraForMaskedLM (generator) and ElectraForPreTraining
 (discriminator), made to share their embeddings, with the ELECTRA objective written in PyTorch around them: the same
 masking draws and Gumbel noise go to both sides; the corrupted ids, the labels, L_MLM, L_D, L = L_MLM + 50 L_D
 and the gradient of every parameter must agree (float64 tight, float32 realistic; odd sizes, padding).
@@ -16,12 +16,12 @@ import transformers  # noqa: E402
 
 import minigrad as mg  # noqa: E402
 from minigrad.backend import np  # noqa: E402
-from minigrad.objectives.electra import (ELECTRA_SPLIT, ElectraConfig, ElectraPretraining,  # noqa: E402
+from book.objectives.electra import (ELECTRA_SPLIT, ElectraConfig, ElectraPretraining,  # noqa: E402
                                          draw_gumbel_noise, gumbel_sample, replaced_token_detection_loss,
                                          replaced_token_labels)
-from minigrad.objectives.mlm import (IGNORE_INDEX, RANDOM, apply_mlm_masking, draw_mlm_masking,  # noqa: E402
+from book.objectives.mlm import (IGNORE_INDEX, RANDOM, apply_mlm_masking, draw_mlm_masking,  # noqa: E402
                                      maskable_positions)
-from minigrad.testing import TOLERANCES, assert_close, check_against_torch, random_array  # noqa: E402
+from book.testing import TOLERANCES, assert_close, check_against_torch, random_array  # noqa: E402
 
 PAD, CLS, SEP, MASK_ID = 0, 1, 2, 3
 V = 19

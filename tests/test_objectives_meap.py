@@ -1,4 +1,4 @@
-"""minigrad.objectives.meap: per-row mask draws (statistics; unlike the official code's one shared pattern from 51),
+"""book.objectives.meap: per-row mask draws (statistics; unlike the official code's one shared pattern from 51),
 their application (hand-worked), and MEAP's next-token loss of minigrad's GPT against its PyTorch twin fed by a
 PyTorch formulation of the same masks: loss and every parameter's gradient, float64 and float32, padded rows."""
 import pytest
@@ -7,12 +7,12 @@ import torch.nn.functional as TF
 
 import minigrad as mg
 from minigrad.backend import np
-from minigrad.models.gpt import GPT, GPTConfig
-from minigrad.objectives.meap import apply_meap_mask, draw_meap_mask, meap_loss
-from minigrad.objectives.mlm import IGNORE_INDEX
-from minigrad.testing import TOLERANCES, assert_close
-from minigrad.torch_reference import GPT as TorchGPT
-from minigrad.torch_reference import torch_state_dict
+from book.models.gpt import GPT, GPTConfig
+from book.objectives.meap import apply_meap_mask, draw_meap_mask, meap_loss
+from book.objectives.mlm import IGNORE_INDEX
+from book.testing import TOLERANCES, assert_close
+from book.torch_reference import GPT as TorchGPT
+from book.torch_reference import torch_state_dict
 
 VOCAB = 29                      # 28 text tokens and the added [MASK]
 MASK_ID = 28

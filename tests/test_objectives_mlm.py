@@ -1,4 +1,4 @@
-"""minigrad.objectives.mlm: the masking draws (statistics), their application (hand-worked), and the MLM loss of
+"""book.objectives.mlm: the masking draws (statistics), their application (hand-worked), and the MLM loss of
 BertForMaskedLM against transformers' BertForMaskedLM fed by a PyTorch formulation of the same draws: loss and the
 gradient of every parameter, float64 tight and float32 realistic, odd sizes and padding."""
 import os
@@ -13,11 +13,11 @@ import transformers  # noqa: E402
 
 import minigrad as mg  # noqa: E402
 from minigrad.backend import np  # noqa: E402
-from minigrad.models.bert import BertConfig  # noqa: E402
-from minigrad.objectives.mlm import (IGNORE_INDEX, KEEP, MASK, RANDOM, BertForMaskedLM, MaskingDraws,  # noqa: E402
+from book.models.bert import BertConfig  # noqa: E402
+from book.objectives.mlm import (IGNORE_INDEX, KEEP, MASK, RANDOM, BertForMaskedLM, MaskingDraws,  # noqa: E402
                                      apply_mlm_masking, draw_mlm_masking, draw_positions, maskable_positions,
                                      mlm_loss, word_ids_from_tokens)
-from minigrad.testing import TOLERANCES, assert_close, check_against_torch, random_array  # noqa: E402
+from book.testing import TOLERANCES, assert_close, check_against_torch, random_array  # noqa: E402
 
 PAD, CLS, SEP, MASK_ID = 0, 1, 2, 3
 SPECIAL = (PAD, CLS, SEP, MASK_ID)

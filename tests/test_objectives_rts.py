@@ -1,4 +1,4 @@
-"""minigrad.objectives.rts: RTS, C-RTS and SLM.
+"""book.objectives.rts: RTS, C-RTS and SLM.
 
 - RTS: BertForTokenDetection against a PyTorch twin (transformers' BertModel + the same head written in torch), fed
   the same substitution draws: the two-class loss over the non-padding tokens and every gradient, float64 and float32.
@@ -22,14 +22,14 @@ from transformers.models.bert.modeling_bert import BertPredictionHeadTransform  
 
 import minigrad as mg  # noqa: E402
 from minigrad.backend import np  # noqa: E402
-from minigrad.models.bert import BertConfig  # noqa: E402
-from minigrad.objectives.mlm import (IGNORE_INDEX, RANDOM, BertForMaskedLM, apply_mlm_masking,  # noqa: E402
+from book.models.bert import BertConfig  # noqa: E402
+from book.objectives.mlm import (IGNORE_INDEX, RANDOM, BertForMaskedLM, apply_mlm_masking,  # noqa: E402
                                      maskable_positions, mlm_loss)
-from minigrad.objectives.rts import (BertForTokenDetection, cluster_probabilities, cluster_vocabulary,  # noqa: E402
+from book.objectives.rts import (BertForTokenDetection, cluster_probabilities, cluster_vocabulary,  # noqa: E402
                                      detection_labels, draw_cluster_substitution, draw_random_substitution,
                                      draw_swaps, kmeans, substitute_tokens, token_detection_loss,
                                      update_cluster_counts)
-from minigrad.testing import TOLERANCES, assert_close, check_against_torch, random_array  # noqa: E402
+from book.testing import TOLERANCES, assert_close, check_against_torch, random_array  # noqa: E402
 
 PAD, CLS, SEP, MASK_ID = 0, 1, 2, 3
 SPECIAL = (PAD, CLS, SEP, MASK_ID)

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 
 import minigrad as mg
 from minigrad.backend import np
-from minigrad.testing import broadcastable_shapes, check_against_torch, random_array, shapes
+from book.testing import broadcastable_shapes, check_against_torch, random_array, shapes
 
 FAST = settings(max_examples=15, deadline=None)
 

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 import minigrad as mg
 from minigrad.backend import np
-from minigrad.testing import check_against_torch, random_array, shapes
+from book.testing import check_against_torch, random_array, shapes
 
 FAST = settings(max_examples=10, deadline=None)
 

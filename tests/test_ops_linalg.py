@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis.extra import numpy as hnp
 
 import minigrad as mg
-from minigrad.testing import check_against_torch, random_array
+from book.testing import check_against_torch, random_array
 
 FAST = settings(max_examples=15, deadline=None)
 

@@ -12,7 +12,7 @@ import minigrad as mg
 from minigrad import nn, optim
 from minigrad.backend import np
 from minigrad.optim import lr_scheduler
-from minigrad.testing import TOLERANCES, assert_close, random_array
+from book.testing import TOLERANCES, assert_close, random_array
 
 SHAPES = [(3, 4), (5,), (2, 3, 2)]
 STEPS = 5

@@ -10,8 +10,8 @@ import torch
 
 import minigrad as mg
 from minigrad.backend import np
-from minigrad.models.pointer_network import PAD, PointerNetwork, sequence_nll
-from minigrad.testing import TOLERANCES, assert_close
+from book.models.pointer_network import PAD, PointerNetwork, sequence_nll
+from book.testing import TOLERANCES, assert_close
 
 B, N, HIDDEN = 3, 7, 5
 

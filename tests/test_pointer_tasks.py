@@ -1,6 +1,6 @@
 """The Pointer Network tasks: the convex hull against scipy (qhull), areas, validity, coverage and accuracy.
 
-Every reference here is independent of minigrad.data.pointer_tasks: scipy.spatial.ConvexHull, argsort,
+Every reference here is independent of book.data.pointer_tasks: scipy.spatial.ConvexHull, argsort,
 brute-force checks of points against half-planes, and polygons drawn by hand.
 """
 import itertools
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.spatial import ConvexHull
 
-from minigrad.data.pointer_tasks import (PAD, area_coverage, convex_hull, convex_hull_batch, hull_target,
+from book.data.pointer_tasks import (PAD, area_coverage, convex_hull, convex_hull_batch, hull_target,
                                          is_simple_polygon, polygon_area, sequence_accuracy, sorting_batch)
 
 

@@ -17,7 +17,7 @@ from minigrad.backend import np
 from minigrad.nn import functional as F
 from minigrad.nn.positional import (LearnedPositionalEmbedding, RotaryEmbedding, SinusoidalPositionalEmbedding,
                                     alibi_bias, alibi_slopes, apply_rotary, rotary_cos_sin, sinusoidal_encoding)
-from minigrad.testing import TOLERANCES, assert_close, check_against_torch, random_array
+from book.testing import TOLERANCES, assert_close, check_against_torch, random_array
 
 
 # ---- sinusoidal and learned ------------------------------------------------------------------

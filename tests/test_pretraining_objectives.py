@@ -1,11 +1,11 @@
-"""minigrad.experiments.pretraining_objectives: sequences, co-occurrence vectors, one pretrainer per objective,
+"""book.experiments.pretraining_objectives: sequences, co-occurrence vectors, one pretrainer per objective,
 the logistic-regression probe (against PyTorch's L-BFGS on the same objective) and the experiment loop."""
 import pytest
 import torch
 
 import minigrad
 from minigrad.backend import np
-from minigrad.experiments.pretraining_objectives import (OBJECTIVES, EncoderConfig, ProbeData, SpecialIds,
+from book.experiments.pretraining_objectives import (OBJECTIVES, EncoderConfig, ProbeData, SpecialIds,
                                                          cooccurrence_embeddings, crts_clusters,
                                                          fit_logistic_regression, make_pretrainer, probe_accuracy,
                                                          pretrain_and_probe, random_encoder, sequences, time_steps,

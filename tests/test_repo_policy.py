@@ -1,6 +1,8 @@
 """Rules of the repository that a test can enforce."""
 import ast
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,10 +27,29 @@ def test_only_the_backend_imports_numpy_or_cupy():
     assert not offenders, "import NumPy/CuPy only in minigrad/backend.py:\n" + "\n".join(offenders)
 
 
-def test_kernels_never_import_minigrad():
-    offenders = [f"{path.relative_to(ROOT)} imports {name}" for path in sorted((ROOT / "kernels").rglob("*.py"))
-                 for name in _imported_modules(path) if name.split(".")[0] == "minigrad"]
+def _imports_of_package(folder, forbidden):
+    return [f"{path.relative_to(ROOT)} imports {name}" for path in sorted((ROOT / folder).rglob("*.py"))
+            for name in _imported_modules(path) if name.split(".")[0] in forbidden]
+
+
+def test_kernels_are_the_bottom_layer():
+    """kernels/ works on arrays: it never imports the engine, the book's library or the reference."""
+    offenders = _imports_of_package("kernels", ("minigrad", "book", "torch"))
     assert not offenders, "kernels/ is the bottom layer:\n" + "\n".join(offenders)
+
+
+def test_the_engine_never_imports_the_book_or_torch():
+    """minigrad/ is the engine only: what the chapters build on it lives in book/, PyTorch only in the tests' helpers."""
+    offenders = _imports_of_package("minigrad", ("book", "torch"))
+    assert not offenders, "minigrad/ imports only itself, kernels/ and array libraries:\n" + "\n".join(offenders)
+
+
+def test_importing_the_engine_loads_no_chapter_code():
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, minigrad; print(*sorted(sys.modules))"],
+        capture_output=True, text=True, check=True, cwd=ROOT).stdout.split()
+    outside = [name for name in loaded if name.split(".")[0] in ("book", "torch")]
+    assert not outside, f"`import minigrad` loaded {outside}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: f"{p.parent.name}/{p.name}")

@@ -1,4 +1,4 @@
-"""The encoder-decoder model (minigrad/models/seq2seq.py) against a torch twin on torch.nn.Transformer.
+"""The encoder-decoder model (book/models/seq2seq.py) against a torch twin on torch.nn.Transformer.
 
 The twin is written here with the same parameter names; torch's state_dict loads into the minigrad model.
 Logits, loss and every parameter gradient must agree (float64 tightly, float32 realistically), with padded
@@ -13,8 +13,8 @@ import torch.nn.functional as tF
 
 import minigrad as mg
 from minigrad.backend import np
-from minigrad.models.seq2seq import Seq2SeqConfig, Seq2SeqTransformer
-from minigrad.testing import TOLERANCES, assert_close
+from book.models.seq2seq import Seq2SeqConfig, Seq2SeqTransformer
+from book.testing import TOLERANCES, assert_close
 
 pytestmark = pytest.mark.filterwarnings("ignore:enable_nested_tensor is True")
 

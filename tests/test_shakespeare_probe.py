@@ -1,9 +1,9 @@
-"""minigrad.data.shakespeare_probe: the spoken text of a play, passages with play labels, a block split."""
+"""book.data.shakespeare_probe: the spoken text of a play, passages with play labels, a block split."""
 import pytest
 
 from minigrad.backend import np
-from minigrad.data.shakespeare import CharTokenizer, read_work
-from minigrad.data.shakespeare_probe import play_passages, spoken_text, split_blocks
+from book.data.shakespeare import CharTokenizer, read_work
+from book.data.shakespeare_probe import play_passages, spoken_text, split_blocks
 
 PLAYS = ["macbeth", "twelfth_night"]
 
@@ -62,7 +62,7 @@ def test_split_blocks_keeps_blocks_together_and_balances_the_plays():
 
 
 def test_shuffle_words_permutes_whole_words_in_half_the_passages():
-    from minigrad.data.shakespeare_probe import shuffle_words, word_start_tokens
+    from book.data.shakespeare_probe import shuffle_words, word_start_tokens
     words = [" To", " be", ",", " or", " not", " to", " be", "!"]
     vocab = {w: i for i, w in enumerate(dict.fromkeys(words))}
     decode = lambda ids: "".join(list(vocab)[i] for i in ids)               # noqa: E731

@@ -10,9 +10,9 @@ import pytest
 
 import minigrad as mg
 from minigrad.backend import np
-from minigrad.models.decoder_lm import DecoderLM, DecoderLMConfig
-from minigrad.models.softplus_lm import SoftplusLM, SoftplusLMConfig
-from minigrad.nn.efficient_attention import SoftplusSelfAttention
+from book.models.decoder_lm import DecoderLM, DecoderLMConfig
+from book.models.softplus_lm import SoftplusLM, SoftplusLMConfig
+from book.efficient_attention import SoftplusSelfAttention
 
 VOCAB, B, T = 11, 2, 37
 ATTENTIONS = {"softmax": dict(attention="softmax"), "lssa": dict(attention="softplus"),

@@ -1,4 +1,4 @@
-"""minigrad.training against a PyTorch loop: the same weights and batches give the same losses, gradient norms,
+"""book.training against a PyTorch loop: the same weights and batches give the same losses, gradient norms,
 learning rates and parameters after several AdamW + warmup-cosine + clipping steps; evaluation equals the torch
 twin's loss; checkpoints round-trip and resuming from one is the same as never stopping."""
 import math
@@ -9,12 +9,12 @@ from safetensors.numpy import load_file
 
 import minigrad as mg
 from minigrad.backend import np
-from minigrad.data.shakespeare import get_batch
-from minigrad.models.gpt import GPT, GPTConfig
-from minigrad.testing import assert_close
-from minigrad.torch_reference import GPT as TorchGPT
-from minigrad.torch_reference import torch_state_dict
-from minigrad.training import (TrainConfig, configure_optimizer, evaluate, load_checkpoint, make_scheduler,
+from book.data.shakespeare import get_batch
+from book.models.gpt import GPT, GPTConfig
+from book.testing import assert_close
+from book.torch_reference import GPT as TorchGPT
+from book.torch_reference import torch_state_dict
+from book.training import (TrainConfig, configure_optimizer, evaluate, load_checkpoint, make_scheduler,
                                perplexity, save_checkpoint, train)
 
 MODEL = GPTConfig(vocab_size=23, block_size=12, n_layer=2, n_head=2, n_embd=16)
@@ -183,7 +183,7 @@ def test_resuming_equals_never_stopping(tmp_path, monkeypatch):
 
 def _stop_after(model, data, cfg, stop, monkeypatch):
     """Run `train` but interrupt it right after it writes the checkpoint of step `stop`."""
-    import minigrad.training as training
+    import book.training as training
 
     class Interrupt(Exception):
         pass

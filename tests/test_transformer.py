@@ -16,7 +16,7 @@ from minigrad.backend import np
 from minigrad.nn.transformer import (FeedForward, SwiGLU, Transformer, TransformerDecoder, TransformerDecoderLayer,
                                      TransformerEncoder, TransformerEncoderLayer, generate_square_subsequent_mask,
                                      swiglu_hidden_size)
-from minigrad.testing import check_against_torch, random_array
+from book.testing import check_against_torch, random_array
 
 pytestmark = [pytest.mark.filterwarnings("ignore:enable_nested_tensor is True"),
               pytest.mark.filterwarnings("ignore:Support for mismatched")]  # masks of both types on purpose

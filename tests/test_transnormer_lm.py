@@ -1,4 +1,4 @@
-"""TransNormerLM (minigrad/models/transnormer_lm.py): causal, its decay switch does what it says, and its loss and
+"""TransNormerLM (book/models/transnormer_lm.py): causal, its decay switch does what it says, and its loss and
 every gradient match a PyTorch twin built from the block twin of tests/test_efficient_attention_transnormer.py."""
 import pytest
 import torch
@@ -6,7 +6,7 @@ import torch.nn.functional as TF
 
 import minigrad as mg
 from minigrad.backend import np
-from minigrad.models.transnormer_lm import TransNormerLM, TransNormerLMConfig
+from book.models.transnormer_lm import TransNormerLM, TransNormerLMConfig
 from minigrad.nn.linear_attention import linear_attention
 from tests.test_efficient_attention_transnormer import TorchTransNormerBlock, srms_norm
 

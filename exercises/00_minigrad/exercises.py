@@ -1,6 +1,6 @@
 # Your exercises for chapter 00_minigrad: replace each `raise ExerciseNotDone(...)` with your code,
 # then run `make check CH=00`. Generated from exercises/solutions/00_minigrad.py by
-# `python -m minigrad.exercises`; this copy is yours to edit.
+# `python -m book.exercises`; this copy is yours to edit.
 """Chapter 00 exercises: the pieces of an autograd engine, written on plain NumPy arrays.
 
 Each function stands alone: it needs NumPy and nothing from minigrad, so you can write and test it
@@ -9,7 +9,7 @@ PyTorch's autograd on the same inputs (float64, random upstream gradients, odd s
 """
 import numpy as np
 
-from minigrad.exercises import ExerciseNotDone  # noqa: F401  (the reader's copy raises it)
+from book.exercises import ExerciseNotDone  # noqa: F401  (the reader's copy raises it)
 
 
 # ---------------------------------------------------------------------------------------------

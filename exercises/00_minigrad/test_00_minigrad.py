@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from minigrad.exercises import assert_matches, load_exercises
+from book.exercises import assert_matches, load_exercises
 
 ex = load_exercises("00_minigrad")
 

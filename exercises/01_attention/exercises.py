@@ -1,6 +1,6 @@
 # Your exercises for chapter 01_attention: replace each `raise ExerciseNotDone(...)` with your code,
 # then run `make check CH=01`. Generated from exercises/solutions/01_attention.py by
-# `python -m minigrad.exercises`; this copy is yours to edit.
+# `python -m book.exercises`; this copy is yours to edit.
 """Chapter 01 exercises: attention, written on plain NumPy arrays.
 
 Each function stands alone: it needs NumPy and nothing from minigrad (a later exercise may call an
@@ -13,7 +13,7 @@ Mask conventions (PyTorch's, and they differ, so read each docstring):
 """
 import numpy as np
 
-from minigrad.exercises import ExerciseNotDone  # noqa: F401  (the reader's copy raises it)
+from book.exercises import ExerciseNotDone  # noqa: F401  (the reader's copy raises it)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 # Your exercises for chapter 02_transformer: replace each `raise ExerciseNotDone(...)` with your code,
 # then run `make check CH=02`. Generated from exercises/solutions/02_transformer.py by
-# `python -m minigrad.exercises`; this copy is yours to edit.
+# `python -m book.exercises`; this copy is yours to edit.
 """Chapter 02 exercises: the pieces of a transformer, and of a real pretrained one, on plain NumPy arrays.
 
 Each function stands alone: it needs NumPy (and the two helpers below) and nothing from minigrad. The
@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from minigrad.exercises import ExerciseNotDone  # noqa: F401  (the reader's copy raises it)
+from book.exercises import ExerciseNotDone  # noqa: F401  (the reader's copy raises it)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from minigrad.exercises import assert_matches, no_numpy_warnings, load_exercises  # noqa: E402
+from book.exercises import assert_matches, no_numpy_warnings, load_exercises  # noqa: E402
 
 ex = load_exercises("02_transformer")
 

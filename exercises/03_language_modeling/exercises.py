@@ -1,6 +1,6 @@
 # Your exercises for chapter 03_language_modeling: replace each `raise ExerciseNotDone(...)` with your code,
 # then run `make check CH=03`. Generated from exercises/solutions/03_language_modeling.py by
-# `python -m minigrad.exercises`; this copy is yours to edit.
+# `python -m book.exercises`; this copy is yours to edit.
 """Chapter 03 exercises: the pieces of a language model's training and decoding, on plain NumPy arrays.
 
 Each function stands alone: it needs NumPy (or plain Python) and nothing from minigrad. The self-checks in
@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from minigrad.exercises import ExerciseNotDone  # noqa: F401  (the reader's copy raises it)
+from book.exercises import ExerciseNotDone  # noqa: F401  (the reader's copy raises it)
 
 
 # ---------------------------------------------------------------------------------------------

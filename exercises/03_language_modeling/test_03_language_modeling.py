@@ -19,8 +19,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper  # noqa: E402
 
-from minigrad.exercises import assert_matches, load_exercises  # noqa: E402
-from minigrad.tokenizers.bpe import count_words, train_merges  # noqa: E402
+from book.exercises import assert_matches, load_exercises  # noqa: E402
+from book.tokenizers.bpe import count_words, train_merges  # noqa: E402
 
 ex = load_exercises("03_language_modeling")
 

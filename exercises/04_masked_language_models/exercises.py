@@ -1,6 +1,6 @@
 # Your exercises for chapter 04_masked_language_models: replace each `raise ExerciseNotDone(...)` with your code,
 # then run `make check CH=04`. Generated from exercises/solutions/04_masked_language_models.py by
-# `python -m minigrad.exercises`; this copy is yours to edit.
+# `python -m book.exercises`; this copy is yours to edit.
 """Chapter 04 exercises: pretraining objectives, written on plain NumPy arrays.
 
 Each function stands alone: it needs NumPy and nothing from minigrad. The self-checks in
@@ -13,7 +13,7 @@ torch's cross_entropy ignores); attention_mask (B, T) is 1 on real tokens and 0 
 """
 import numpy as np
 
-from minigrad.exercises import ExerciseNotDone  # noqa: F401  (the reader's copy raises it)
+from book.exercises import ExerciseNotDone  # noqa: F401  (the reader's copy raises it)
 
 IGNORE = -100
 MASK_ACTION, RANDOM_ACTION, KEEP_ACTION = 0, 1, 2

@@ -1,6 +1,6 @@
 # Your exercises for chapter 07_efficient_attention: replace each `raise ExerciseNotDone(...)` with your code,
 # then run `make check CH=07`. Generated from exercises/solutions/07_efficient_attention.py by
-# `python -m minigrad.exercises`; this copy is yours to edit.
+# `python -m book.exercises`; this copy is yours to edit.
 """Chapter 07 exercises: efficient attention, written on plain NumPy arrays.
 
 Each function stands alone: it needs NumPy and nothing from minigrad or kernels/. The self-checks in
@@ -13,7 +13,7 @@ exponentials l = sum_j e^(x_j - m), and an output; together they are everything 
 """
 import numpy as np
 
-from minigrad.exercises import ExerciseNotDone  # noqa: F401  (the reader's copy raises it)
+from book.exercises import ExerciseNotDone  # noqa: F401  (the reader's copy raises it)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -102,7 +102,7 @@ def kmeans_assign_update(x, centroids, decay):
     (ties to the lower index); new_centroids (C, D): for a centroid with members,
     decay * centroid + (1 - decay) * (mean of its members); a centroid with no member is unchanged.
     """
-    raise ExerciseNotDone("07.7", "kmeans_assign_update", "about 8 lines; see the docstring of minigrad/nn/efficient_attention/routing.py")
+    raise ExerciseNotDone("07.7", "kmeans_assign_update", "about 8 lines; see the docstring of book/efficient_attention/routing.py")
 
 
 def lssa_weights(q, k, causal, scale=None):

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from minigrad.exercises import assert_matches, no_numpy_warnings, load_exercises
+from book.exercises import assert_matches, no_numpy_warnings, load_exercises
 
 ex = load_exercises("07_efficient_attention")
 

@@ -6,7 +6,7 @@ PyTorch's autograd on the same inputs (float64, random upstream gradients, odd s
 """
 import numpy as np
 
-from minigrad.exercises import ExerciseNotDone  # noqa: F401  (the reader's copy raises it)
+from book.exercises import ExerciseNotDone  # noqa: F401  (the reader's copy raises it)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from minigrad.exercises import ExerciseNotDone  # noqa: F401  (the reader's copy raises it)
+from book.exercises import ExerciseNotDone  # noqa: F401  (the reader's copy raises it)
 
 
 # ---------------------------------------------------------------------------------------------

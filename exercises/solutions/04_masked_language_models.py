@@ -10,7 +10,7 @@ torch's cross_entropy ignores); attention_mask (B, T) is 1 on real tokens and 0 
 """
 import numpy as np
 
-from minigrad.exercises import ExerciseNotDone  # noqa: F401  (the reader's copy raises it)
+from book.exercises import ExerciseNotDone  # noqa: F401  (the reader's copy raises it)
 
 IGNORE = -100
 MASK_ACTION, RANDOM_ACTION, KEEP_ACTION = 0, 1, 2

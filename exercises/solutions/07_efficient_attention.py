@@ -10,7 +10,7 @@ exponentials l = sum_j e^(x_j - m), and an output; together they are everything 
 """
 import numpy as np
 
-from minigrad.exercises import ExerciseNotDone  # noqa: F401  (the reader's copy raises it)
+from book.exercises import ExerciseNotDone  # noqa: F401  (the reader's copy raises it)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -130,7 +130,7 @@ def kmeans_assign_update(x, centroids, decay):
     (ties to the lower index); new_centroids (C, D): for a centroid with members,
     decay * centroid + (1 - decay) * (mean of its members); a centroid with no member is unchanged.
     """
-    # BEGIN SOLUTION 07.7 (about 8 lines; see the docstring of minigrad/nn/efficient_attention/routing.py)
+    # BEGIN SOLUTION 07.7 (about 8 lines; see the docstring of book/efficient_attention/routing.py)
     distances = ((x[:, None, :] - centroids[None, :, :]) ** 2).sum(axis=-1)   # (N, C)
     assign = distances.argmin(axis=1)
     sums = np.zeros_like(centroids)

@@ -15,11 +15,10 @@ from minigrad.nn.rnn import GRU, LSTM, GRUCell, LSTMCell
 from minigrad.nn.transformer import (FeedForward, SwiGLU, Transformer, TransformerDecoder, TransformerDecoderLayer,
                                      TransformerEncoder, TransformerEncoderLayer)
 from minigrad.tensor import Parameter
-from minigrad.nn import efficient_attention  # noqa: F401,E402  (chapter 07's modules, on the layers above)
 
 __all__ = ["BatchNorm1d", "Dropout", "Embedding", "FeedForward", "GELU", "GRU", "GRUCell", "Identity", "LSTM",
            "LSTMCell", "LayerNorm", "LearnedPositionalEmbedding", "Linear", "Module", "ModuleDict", "ModuleList",
            "MultiheadAttention", "Parameter", "RMSNorm", "ReLU", "RotaryEmbedding", "Sequential", "SiLU", "Sigmoid",
            "SinusoidalPositionalEmbedding", "Softmax", "SwiGLU", "Tanh", "Transformer", "TransformerDecoder",
-           "TransformerDecoderLayer", "TransformerEncoder", "TransformerEncoderLayer", "efficient_attention",
+           "TransformerDecoderLayer", "TransformerEncoder", "TransformerEncoderLayer",
            "functional", "init", "positional", "utils"]

@@ -1,5 +1,5 @@
 """The Numba CPU FlashAttention against the NumPy reference (outputs, logsumexp and all gradients), and the
-minigrad op `flash_attention` against PyTorch through minigrad.testing.check_against_torch."""
+minigrad op `flash_attention` against PyTorch through book.testing.check_against_torch."""
 import numpy as np
 import pytest
 import torch
@@ -7,7 +7,7 @@ import torch
 import minigrad
 from kernels.flash_attention import cpu, reference
 from minigrad.nn.flash_attention import flash_attention
-from minigrad.testing import assert_close, check_against_torch
+from book.testing import assert_close, check_against_torch
 
 TOLERANCES = {"float64": dict(rtol=1e-10, atol=1e-12), "float32": dict(rtol=1e-4, atol=2e-5)}
 CASES = [  # heads, T, S, D, Dv, causal, padding

@@ -15,7 +15,7 @@ import minigrad
 from kernels.flash_attention import cuda as flash_cuda
 from kernels.flash_attention import reference
 from minigrad import backend
-from minigrad.testing import assert_close
+from book.testing import assert_close
 
 SIMULATOR = bool(config.ENABLE_CUDASIM)
 pytestmark = [pytest.mark.simulator,

@@ -8,7 +8,7 @@ import torch
 import minigrad
 from kernels.lightning_attention import cpu, reference, transnormer_slopes
 from minigrad.nn.lightning_attention import lightning_attention
-from minigrad.testing import assert_close, check_against_torch
+from book.testing import assert_close, check_against_torch
 
 TOLERANCES = {"float64": dict(rtol=1e-10, atol=1e-12), "float32": dict(rtol=1e-4, atol=2e-5)}
 CASES = [("MHA", 13, 8), ("GQA", 40, 4), ("MQA", 63, 8), ("DiffQKV", 63, 8), ("DiffQKV-v", 40, 4),

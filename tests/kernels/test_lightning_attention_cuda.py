@@ -12,7 +12,7 @@ from kernels.lightning_attention import reference, transnormer_slopes
 import minigrad
 from minigrad import backend
 from minigrad.nn.lightning_attention import lightning_attention
-from minigrad.testing import assert_close
+from book.testing import assert_close
 
 pytestmark = [pytest.mark.simulator,
               pytest.mark.skipif(not config.ENABLE_CUDASIM and not cuda.is_available(),

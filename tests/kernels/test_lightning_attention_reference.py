@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from kernels.lightning_attention import cpu, reference, transnormer_slopes
-from minigrad.testing import assert_close
+from book.testing import assert_close
 
 TOLERANCES = {"float64": dict(rtol=1e-10, atol=1e-12), "float32": dict(rtol=1e-4, atol=2e-5)}
 CASES = [("MHA", 13, 8), ("GQA", 40, 4), ("MQA", 63, 8), ("DiffQKV", 40, 8), ("DiffQKV-v", 63, 4)]  # heads, T, D

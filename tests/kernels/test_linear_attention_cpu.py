@@ -1,6 +1,6 @@
 """The Numba CPU chunked linear attention against the NumPy reference (outputs, denominators, all gradients), and
 the minigrad ops (`linear_attention` with its feature maps, `linear_attention_step`) against PyTorch through
-minigrad.testing.check_against_torch."""
+book.testing.check_against_torch."""
 import numpy as np
 import pytest
 import torch
@@ -8,7 +8,7 @@ import torch
 import minigrad
 from kernels.linear_attention import cpu, reference
 from minigrad.nn.linear_attention import linear_attention, linear_attention_step, taylor_feature_map
-from minigrad.testing import assert_close, check_against_torch
+from book.testing import assert_close, check_against_torch
 
 TOLERANCES = {"float64": dict(rtol=1e-10, atol=1e-12), "float32": dict(rtol=1e-4, atol=2e-5)}
 CASES = [  # heads, T, D, feature map, causal, normalize

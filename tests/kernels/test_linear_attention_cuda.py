@@ -13,7 +13,7 @@ from kernels.linear_attention import reference
 import minigrad
 from minigrad import backend
 from minigrad.nn.linear_attention import linear_attention
-from minigrad.testing import assert_close
+from book.testing import assert_close
 
 pytestmark = [pytest.mark.simulator,
               pytest.mark.skipif(not config.ENABLE_CUDASIM and not cuda.is_available(),

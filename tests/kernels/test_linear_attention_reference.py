@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from kernels.linear_attention import cpu, reference
-from minigrad.testing import assert_close
+from book.testing import assert_close
 
 TOLERANCES = {"float64": dict(rtol=1e-10, atol=1e-12), "float32": dict(rtol=1e-4, atol=1e-5)}
 CASES = [  # heads, T, D, feature map, causal, normalize

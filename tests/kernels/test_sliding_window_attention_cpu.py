@@ -7,7 +7,7 @@ import torch
 import minigrad
 from kernels.sliding_window_attention import cpu, reference
 from minigrad.nn.sliding_window_attention import sliding_window_attention
-from minigrad.testing import assert_close, check_against_torch
+from book.testing import assert_close, check_against_torch
 
 TOLERANCES = {"float64": dict(rtol=1e-10, atol=1e-12), "float32": dict(rtol=1e-4, atol=2e-5)}
 CASES = [  # heads, T, S, D, window, padding

@@ -12,7 +12,7 @@ from kernels.sliding_window_attention import reference
 import minigrad
 from minigrad import backend
 from minigrad.nn.sliding_window_attention import sliding_window_attention
-from minigrad.testing import assert_close
+from book.testing import assert_close
 
 pytestmark = [pytest.mark.simulator,
               pytest.mark.skipif(not config.ENABLE_CUDASIM and not cuda.is_available(),

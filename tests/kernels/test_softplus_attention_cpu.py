@@ -7,7 +7,7 @@ import torch
 import minigrad
 from kernels.softplus_attention import cpu, reference
 from minigrad.nn.softplus_attention import softplus_attention
-from minigrad.testing import assert_close, check_against_torch
+from book.testing import assert_close, check_against_torch
 
 TOLERANCES = {"float64": dict(rtol=1e-10, atol=1e-12), "float32": dict(rtol=1e-4, atol=2e-5)}
 CASES = [  # heads, T, S, causal, padding, length_scaled, power

@@ -11,7 +11,7 @@ from kernels.softplus_attention import reference
 import minigrad
 from minigrad import backend
 from minigrad.nn.softplus_attention import softplus_attention
-from minigrad.testing import assert_close
+from book.testing import assert_close
 
 pytestmark = [pytest.mark.simulator,
               pytest.mark.skipif(not config.ENABLE_CUDASIM and not cuda.is_available(),

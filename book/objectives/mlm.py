@@ -26,7 +26,7 @@ from dataclasses import replace
 import minigrad
 from minigrad import backend, nn
 from minigrad.backend import np
-from minigrad.models.bert import BertConfig, BertModel
+from book.models.bert import BertConfig, BertModel
 from minigrad.nn import functional as F
 from minigrad.nn import init
 from minigrad.tensor import Tensor

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 import minigrad
 from minigrad import backend, nn, optim
 from minigrad.backend import np
-from minigrad.data.shakespeare import get_batch
+from book.data.shakespeare import get_batch
 from minigrad.optim import lr_scheduler
 
 CHECKPOINT_FORMAT = "minigrad checkpoint v1"

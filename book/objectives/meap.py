@@ -22,7 +22,7 @@ target may be masked.)
 """
 from minigrad import backend
 from minigrad.backend import np
-from minigrad.objectives.mlm import IGNORE_INDEX, as_array, token_cross_entropy
+from book.objectives.mlm import IGNORE_INDEX, as_array, token_cross_entropy
 
 
 def _lengths(op, lengths, batch_size, length):

@@ -9,7 +9,7 @@ and marks the part the reader writes:
         ...
         # END SOLUTION
 
-`python -m minigrad.exercises` writes `exercises/NN_slug/exercises.py` with each marked block replaced by
+`python -m book.exercises` writes `exercises/NN_slug/exercises.py` with each marked block replaced by
 
         raise ExerciseNotDone("00.1", "topological_sort", "about 6 lines; see section 2")
 
@@ -35,7 +35,7 @@ _DEF = re.compile(r"^(?P<indent>\s*)def (?P<name>\w+)\(")
 
 HEADER = ("# Your exercises for chapter {chapter}: replace each `raise ExerciseNotDone(...)` with your code,\n"
           "# then run `make check CH={number}`. Generated from exercises/solutions/{chapter}.py by\n"
-          "# `python -m minigrad.exercises`; this copy is yours to edit.\n")
+          "# `python -m book.exercises`; this copy is yours to edit.\n")
 
 
 class ExerciseNotDone(NotImplementedError):
@@ -73,7 +73,7 @@ def make_stub(solution_source: str, chapter: str) -> str:
     if inside is not None:
         raise ValueError(f"{chapter}: exercise {inside['id']} has no END SOLUTION")
     body = "\n".join(out) + "\n"
-    if "from minigrad.exercises import ExerciseNotDone" not in body:
+    if "from book.exercises import ExerciseNotDone" not in body:
         raise ValueError(f"{chapter}: the solution file must import ExerciseNotDone (the reader's file raises it)")
     number = chapter.split("_")[0]
     return HEADER.format(chapter=chapter, number=number) + body
@@ -102,7 +102,7 @@ def generate(check: bool) -> int:
         stale += 1
         if check:
             print(f"{target.relative_to(REPO_ROOT)} differs from what exercises/solutions/{chapter}.py generates; "
-                  f"run `python -m minigrad.exercises`")
+                  f"run `python -m book.exercises`")
         else:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(expected)

@@ -10,14 +10,14 @@ test can pass the same draws to minigrad and to PyTorch.
 | rts      | RTS, C-RTS (cluster counts updated by the detector's errors), SLM         |
 | meap     | MEAP: next-token prediction with a fraction of the inputs masked per row  |
 """
-from minigrad.objectives.electra import (ELECTRA_SPLIT, ElectraConfig, ElectraOutput,
+from book.objectives.electra import (ELECTRA_SPLIT, ElectraConfig, ElectraOutput,
                                          ElectraPretraining, draw_gumbel_noise, gumbel_sample,
                                          replaced_token_detection_loss, replaced_token_labels)
-from minigrad.objectives.meap import apply_meap_mask, draw_meap_mask, meap_loss
-from minigrad.objectives.mlm import (BERT_SPLIT, IGNORE_INDEX, KEEP, MASK, RANDOM, BertForMaskedLM,
+from book.objectives.meap import apply_meap_mask, draw_meap_mask, meap_loss
+from book.objectives.mlm import (BERT_SPLIT, IGNORE_INDEX, KEEP, MASK, RANDOM, BertForMaskedLM,
                                      MaskingDraws, apply_mlm_masking, draw_mlm_masking, draw_positions,
                                      maskable_positions, mlm_loss, word_ids_from_tokens)
-from minigrad.objectives.rts import (SLM_SPLIT, BertForTokenDetection, cluster_probabilities, cluster_vocabulary,
+from book.objectives.rts import (SLM_SPLIT, BertForTokenDetection, cluster_probabilities, cluster_vocabulary,
                                      detection_labels, draw_cluster_substitution, draw_random_substitution,
                                      draw_swaps, kmeans, substitute_tokens, token_detection_loss,
                                      update_cluster_counts)

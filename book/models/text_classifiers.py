@@ -9,7 +9,7 @@ the attention it used:  forward(hidden, mask) -> (pooled (B, out_features), atte
     "structured"  structured self-attention (Lin et al., 2017), r heads:
                       A = softmax(W_s2 tanh(W_s1 H^T)) (r, n),  M = A H (r, d) flattened
                   with the optional penalization P = ||A A^T - I||_F^2 (attention_penalty)
-    "lama"        low-rank multi-head attention over a global context (minigrad.models.lama.LAMA)
+    "lama"        low-rank multi-head attention over a global context (book.models.lama.LAMA)
 
 Pads get -inf scores (zero attention) and never reach the pooled vector. The encoder is a one-layer
 bidirectional GRU run with packed-sequence semantics: a pad leaves the state unchanged, so the backward
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from minigrad import backend
 from minigrad import nn
-from minigrad.models.lama import LAMA, masked_attention, masked_mean, padding_mask, zero_pads
+from book.models.lama import LAMA, masked_attention, masked_mean, padding_mask, zero_pads
 from minigrad.nn import functional as F
 from minigrad.ops import cat
 from minigrad.ops.elementwise import check_same_dtype
@@ -188,7 +188,7 @@ class TextClassifierConfig:
     hidden_size: int = 32         # per GRU direction: the pooler sees d = 2 * hidden_size
     attention_dim: int = 32       # d_a of "additive" and "structured"
     num_heads: int = 4            # r of "structured", m of "lama"
-    normalize_heads: bool = False  # LAMA's L2 normalization across heads (see minigrad.models.lama)
+    normalize_heads: bool = False  # LAMA's L2 normalization across heads (see book.models.lama)
     mlp_hidden: int = 64          # classifier: Linear -> ReLU -> Linear; 0 for a single Linear
     penalization_coef: float = 0.0  # adds coef * ||A A^T - I||_F^2 to the loss when > 0
     padding_idx: int = 0

@@ -1,7 +1,7 @@
 """The book runner: execute chapter notebooks headless and render them to HTML.
 
-    python -m minigrad.book              # every chapter, full mode -> build/book/index.html
-    python -m minigrad.book 00 03 --fast # chosen chapters, small sizes (what the tests run)
+    python -m book              # every chapter, full mode -> build/book/index.html
+    python -m book 00 03 --fast # chosen chapters, small sizes (what the tests run)
 
 Notebooks read the mode with `fast_mode()` in their first cell: fast mode shrinks sizes so a chapter
 runs in seconds; full mode reproduces the chapter's numbers. Figures are embedded in the HTML pages.

@@ -1,4 +1,4 @@
-"""`python -m minigrad.env`: what this machine runs, for bug reports.
+"""`python -m book.env`: what this machine runs, for bug reports.
 
 Prints the Python and library versions, whether a GPU is usable (CuPy imports, sees a device, and a
 one-element allocation succeeds) and, if not, why; and whether the Numba CUDA simulator is on.

@@ -1,6 +1,6 @@
 """A decoder LM whose attention is selectable: softmax, LSSA or LSSAR (Gao & Spratling, 2025), for chapter 07.
 
-It is DecoderLM (minigrad/models/decoder_lm.py: embeddings, pre-/post-LN blocks, FFN, head) with every block's
+It is DecoderLM (book/models/decoder_lm.py: embeddings, pre-/post-LN blocks, FFN, head) with every block's
 attention replaced by SelectableSelfAttention, which computes q, k, v as DecoderLM's attention does (same
 parameter names, qkv and proj), optionally RMS-normalizes q and k per head (QK-norm, learned gains), rotates them
 (RoPE), and then applies one of
@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass
 
 from minigrad import nn
-from minigrad.models.decoder_lm import DecoderLM, DecoderLMConfig
+from book.models.decoder_lm import DecoderLM, DecoderLMConfig
 from minigrad.nn import functional as F
 from minigrad.nn.positional import RotaryEmbedding
 

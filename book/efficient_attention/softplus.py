@@ -1,6 +1,6 @@
 """Causal self-attention with softplus attention (LSSA) and its re-weighting (LSSAR), Gao & Spratling (2025).
 
-A drop-in for GPT's CausalSelfAttention (minigrad/models/gpt.py): the same projections and names (c_attn, c_proj,
+A drop-in for GPT's CausalSelfAttention (book/models/gpt.py): the same projections and names (c_attn, c_proj,
 so a GPT checkpoint loads when qk_norm=False), the same forward(x, kv_cache=None), and softmax replaced by
 
     LSSA:   A_ij = softplus(s_i q_i . k_j) / sum_{j'<=i} softplus(s_i q_i . k_j'),   s_i = scale log(i + 1)

@@ -14,13 +14,13 @@ most likely one. A filtered token has probability exactly 0. Sampling inverts th
 at a uniform draw from the generator you pass, so a run can be repeated exactly.
 
 With `use_cache=True` the loop feeds the model only the newest token, its keys and values appended to a
-KVCache (minigrad.models.gpt), instead of the whole sequence again. The tokens are the same as without the
+KVCache (book.models.gpt), instead of the whole sequence again. The tokens are the same as without the
 cache. When the sequence outgrows the model's block_size, both keep the last block_size tokens as context;
 the cache then cannot be extended (the positions shift), so it is rebuilt from that window at each step.
 """
 from minigrad import backend
 from minigrad.backend import np
-from minigrad.models.gpt import KVCache
+from book.models.gpt import KVCache
 from minigrad.tensor import Tensor, no_grad
 
 

@@ -12,12 +12,12 @@ The attention inside is minigrad.nn's: lightning_attention, linear_attention (Ta
 softplus_attention, flash_attention (grouped heads); routing gathers its clusters and uses the masked softmax.
 Every module is checked against a PyTorch twin (tests/test_efficient_attention_*.py): outputs and all gradients.
 """
-from minigrad.nn.efficient_attention.based import (BaseConv, BasedLinearAttention, BasedMixer, ShortConvolution,
+from book.efficient_attention.based import (BaseConv, BasedLinearAttention, BasedMixer, ShortConvolution,
                                                    SlidingWindowAttention)
-from minigrad.nn.efficient_attention.diffqkv import DiffQKVAttention, kv_cache_size
-from minigrad.nn.efficient_attention.routing import RoutingAttention, route, routing_attention
-from minigrad.nn.efficient_attention.softplus import SoftplusSelfAttention
-from minigrad.nn.efficient_attention.transnormer import (LRPE, SGLU, SimpleRMSNorm, TransNormerAttention,
+from book.efficient_attention.diffqkv import DiffQKVAttention, kv_cache_size
+from book.efficient_attention.routing import RoutingAttention, route, routing_attention
+from book.efficient_attention.softplus import SoftplusSelfAttention
+from book.efficient_attention.transnormer import (LRPE, SGLU, SimpleRMSNorm, TransNormerAttention,
                                                          TransNormerBlock)
 
 __all__ = ["BaseConv", "BasedLinearAttention", "BasedMixer", "DiffQKVAttention", "LRPE", "RoutingAttention", "SGLU",

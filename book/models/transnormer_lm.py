@@ -9,14 +9,14 @@ lower layers decaying faster, the last one hardly at all). `decay=False` sets ev
 token mixer becomes plain causal linear attention on the same features, O_t = sum_{s<=t} (q_t . k_s) v_s, with no
 denominator, while every parameter stays the same; the ablation of the decay, nothing else changed.
 
-The blocks are minigrad.nn.efficient_attention's (checked against a PyTorch twin); `form` picks the attention's
+The blocks are book.efficient_attention's (checked against a PyTorch twin); `form` picks the attention's
 algorithm: "blocked" (Lightning attention kernels, O(T)), "naive" (the masked (T, T) decay matrix) or "recurrent"
 (one position at a time). Weights keep the library's default (torch's) initialization.
 """
 from dataclasses import dataclass
 
 from minigrad.nn import functional as F
-from minigrad.nn.efficient_attention import SimpleRMSNorm, TransNormerBlock
+from book.efficient_attention import SimpleRMSNorm, TransNormerBlock
 from minigrad.nn.layers import Embedding, Linear
 from minigrad.nn.containers import ModuleList
 from minigrad.nn.module import Module

@@ -44,7 +44,7 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    """The twin of minigrad.models.gpt.GPT (takes the same GPTConfig)."""
+    """The twin of book.models.gpt.GPT (takes the same GPTConfig)."""
 
     def __init__(self, config):
         super().__init__()

@@ -39,8 +39,8 @@ from dataclasses import replace
 
 from minigrad import backend, nn
 from minigrad.backend import np
-from minigrad.models.bert import BertConfig, BertModel
-from minigrad.objectives.mlm import (IGNORE_INDEX, BertOnlyHead, MaskingDraws, as_array, draw_mlm_masking,
+from book.models.bert import BertConfig, BertModel
+from book.objectives.mlm import (IGNORE_INDEX, BertOnlyHead, MaskingDraws, as_array, draw_mlm_masking,
                                      draw_positions, token_cross_entropy)
 
 SLM_SPLIT = (0.0, 1.0, 0.0)          # MASK, RANDOM, KEEP: every selected token is swapped

@@ -21,7 +21,7 @@ the words, hence the bag of tokens, are the same on both sides, so only word ord
 import re
 
 from minigrad.backend import np
-from minigrad.data.shakespeare import read_work
+from book.data.shakespeare import read_work
 
 
 def _is_speaker(line):
