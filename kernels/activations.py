@@ -10,23 +10,27 @@ LLVM (AVX) because it uses only +, *, /, min and copysign:
   t = 1 / (1 + p z), |error| < 1.5e-7 (a few float32 ulps);
 - e^(-u) as (e^(-u/32))^32 with a degree-9 Taylor polynomial for e^(-u/32).
 Arithmetic is float64 inside the loop. `error_model="numpy"` lets division skip Python's
-ZeroDivisionError check, which would otherwise block vectorization. These settings (`_FAST`) are
-shared by the other CPU kernels.
+ZeroDivisionError check, which would otherwise block vectorization (the settings are
+kernels.common.cpu.FAST_MATH, shared by every CPU kernel).
 float64 inputs are not handled here: minigrad keeps the exact erf for them (gradient checks).
+
+The e^(-u) polynomials live here, and only here: `exp_neg` (float64) for the fused kernels, and
+`exp_neg_like`, which picks a float32 version for float32 data (the attention kernels).
 """
 import math
 
 import numba
 import numpy as np
+from numba import types
+from numba.extending import overload
+
+from kernels.common.cpu import FAST_MATH
 
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-# Fast-math without "nnan"/"ninf": reassociation and FMA let LLVM vectorize the loops, while -inf
-# (masked scores) and NaN keep their IEEE meaning.
-_FAST = dict(fastmath={"nsz", "arcp", "contract", "afn", "reassoc"}, error_model="numpy", cache=True)
 
 
-@numba.njit(inline="always", **_FAST)
+@numba.njit(inline="always", **FAST_MATH)
 def exp_neg(u):
     """e^(-u) for u >= 0 (also u = inf): relative error < 2e-10 for u <= 10, < 1e-3 up to 40; 0 from 40 on.
     NaN in, NaN out (the comparisons are written so that a NaN u falls through to the polynomial)."""
@@ -40,7 +44,36 @@ def exp_neg(u):
     return 0.0 if u >= 40.0 else p * p  # ^32
 
 
-@numba.njit(inline="always", **_FAST)
+_f32 = np.float32
+
+
+@numba.njit(inline="always", **FAST_MATH)
+def exp_neg_float32(u):
+    """e^(-u) for u >= 0 in float32 arithmetic (twice exp_neg's SIMD lanes), by the same method: a Taylor polynomial
+    of e^y at y = -u/16 (degree 7), squared four times. Relative error < 1.5e-6 for u <= 5 (the squarings multiply
+    the float32 rounding by 16); absolute error < 1e-6 everywhere; 0 from u = 40 on."""
+    y = -(_f32(40.0) if u > _f32(40.0) else u) * _f32(1.0 / 16.0)  # in [-2.5, 0]
+    p = _f32(1) + y * (_f32(1) + y * (_f32(1 / 2) + y * (_f32(1 / 6) + y * (_f32(1 / 24) + y * (_f32(1 / 120) + y * (
+        _f32(1 / 720) + y * _f32(1 / 5040)))))))
+    p = p * p
+    p = p * p
+    p = p * p
+    return _f32(0.0) if u >= _f32(40.0) else p * p
+
+
+def exp_neg_like(u):
+    """e^(-u) in u's precision: float32 arithmetic for float32, exp_neg's float64 otherwise (inside njit only)."""
+    raise NotImplementedError("exp_neg_like is for Numba-compiled code")
+
+
+@overload(exp_neg_like, jit_options=FAST_MATH)
+def _exp_neg_like(u):
+    if u == types.float32:
+        return lambda u: exp_neg_float32(u)
+    return lambda u: exp_neg(u)
+
+
+@numba.njit(inline="always", **FAST_MATH)
 def normal_cdf(x):
     """Phi(x) = (1 + erf(x / sqrt 2)) / 2 with the Abramowitz & Stegun erf."""
     z = min(abs(x) * _INV_SQRT2, 6.0)
@@ -50,7 +83,7 @@ def normal_cdf(x):
     return 0.5 + 0.5 * math.copysign(erf, x)
 
 
-@numba.njit(**_FAST)
+@numba.njit(**FAST_MATH)
 def _gelu_forward(x, out, cdf):
     for i in range(x.size):
         v = np.float64(x[i])
@@ -59,7 +92,7 @@ def _gelu_forward(x, out, cdf):
         out[i] = v * c
 
 
-@numba.njit(**_FAST)
+@numba.njit(**FAST_MATH)
 def _gelu_backward(x, cdf, g, dx):
     for i in range(x.size):
         v = np.float64(x[i])

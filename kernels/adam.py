@@ -11,10 +11,10 @@ import math
 
 import numba
 
-from kernels.activations import _FAST
+from kernels.common.cpu import FAST_MATH
 
 
-@numba.njit(**_FAST)
+@numba.njit(**FAST_MATH)
 def adam_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step):
     """Update the flat float32 arrays p, m, v in place; `step` is t, counting from 1."""
     step_size = lr / (1.0 - beta1 ** step)

@@ -11,10 +11,11 @@ no label smoothing; rows whose target is ignored get loss 0 and gradient 0.
 import numba
 import numpy as np
 
-from kernels.activations import _FAST, exp_neg
+from kernels.activations import exp_neg
+from kernels.common.cpu import FAST_MATH
 
 
-@numba.njit(**_FAST)
+@numba.njit(**FAST_MATH)
 def _forward(z, row_max, y, valid, loss, lse):
     rows, classes = z.shape
     for r in range(rows):
@@ -26,7 +27,7 @@ def _forward(z, row_max, y, valid, loss, lse):
         loss[r] = lse[r] - z[r, y[r]] if valid[r] else 0.0
 
 
-@numba.njit(**_FAST)
+@numba.njit(**FAST_MATH)
 def _backward(z, y, valid, lse, g, dz):
     rows, classes = z.shape
     for r in range(rows):

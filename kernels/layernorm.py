@@ -12,10 +12,10 @@ import math
 import numba
 import numpy as np
 
-from kernels.activations import _FAST
+from kernels.common.cpu import FAST_MATH
 
 
-@numba.njit(**_FAST)
+@numba.njit(**FAST_MATH)
 def _layer_norm_forward(x, w, b, eps, out, mean, rstd):
     rows, n = x.shape
     for r in range(rows):
@@ -33,7 +33,7 @@ def _layer_norm_forward(x, w, b, eps, out, mean, rstd):
             out[r, j] = (x[r, j] - mu) * inv * w[j] + b[j]
 
 
-@numba.njit(**_FAST)
+@numba.njit(**FAST_MATH)
 def _layer_norm_backward(x, w, mean, rstd, g, dx, dw, db):
     rows, n = x.shape
     for r in range(rows):

@@ -12,10 +12,11 @@ entirely -inf (a fully masked attention row) gives zeros, not NaN.
 import numba
 import numpy as np
 
-from kernels.activations import _FAST, exp_neg
+from kernels.activations import exp_neg
+from kernels.common.cpu import FAST_MATH
 
 
-@numba.njit(**_FAST)
+@numba.njit(**FAST_MATH)
 def _softmax_forward(x, out, scale, causal_block):
     rows, n = x.shape
     for r in range(rows):
@@ -37,7 +38,7 @@ def _softmax_forward(x, out, scale, causal_block):
             out[r, j] *= inv
 
 
-@numba.njit(**_FAST)
+@numba.njit(**FAST_MATH)
 def _softmax_backward(y, g, scale, dx):
     rows, n = y.shape
     for r in range(rows):

@@ -33,69 +33,20 @@ CPU layout choices:
 
 import numba
 import numpy as np
-from numba import prange, types
-from numba.extending import overload
+from numba import prange
 
-from kernels.activations import _FAST, exp_neg
-from kernels.flash_attention import check_inputs, default_scale, sum_head_groups
+from kernels.activations import exp_neg_like
+from kernels.common import check_inputs, default_scale, keep_mask, sum_head_groups
+from kernels.common.cpu import FAST_MATH, PARALLEL, first_visible_query, tile
 from kernels.parallel import parallel_items
 
 BLOCK_M, BLOCK_N = 64, 64
 BACKWARD_BLOCK_N = 128  # each key tile streams all of a head's Q and dO tiles: fewer, larger key tiles
-_PARALLEL = dict(_FAST, parallel=True)
-
-
-# ---- e^(-u) in the data's precision ------------------------------------------------------------------
-
-_f32 = np.float32
-
-
-@numba.njit(inline="always", **_FAST)
-def _exp_neg_float32(u):
-    """e^(-u) for u >= 0 in float32 arithmetic (twice exp_neg's SIMD lanes), by the same method: a Taylor polynomial
-    of e^y at y = -u/16 (degree 7), squared four times. Relative error < 1.5e-6 for u <= 5 (the squarings multiply
-    the float32 rounding by 16); absolute error < 1e-6 everywhere; 0 from u = 40 on."""
-    y = -(_f32(40.0) if u > _f32(40.0) else u) * _f32(1.0 / 16.0)  # in [-2.5, 0]
-    p = _f32(1) + y * (_f32(1) + y * (_f32(1 / 2) + y * (_f32(1 / 6) + y * (_f32(1 / 24) + y * (_f32(1 / 120) + y * (
-        _f32(1 / 720) + y * _f32(1 / 5040)))))))
-    p = p * p
-    p = p * p
-    p = p * p
-    return _f32(0.0) if u >= _f32(40.0) else p * p
-
-
-def exp_neg_like(u):
-    """e^(-u) in u's precision: float32 arithmetic for float32, exp_neg's float64 otherwise (inside njit only)."""
-    raise NotImplementedError("exp_neg_like is for Numba-compiled code")
-
-
-@overload(exp_neg_like, jit_options=_FAST)
-def _exp_neg_like(u):
-    if u == types.float32:
-        return lambda u: _exp_neg_float32(u)
-    return lambda u: exp_neg(u)
 
 
 # ---- pieces of a tile -------------------------------------------------------------------------------
 
-@numba.njit(**_FAST)
-def _first_visible_query(j, i0, m, causal, keep):
-    """In a tile of m queries starting at i0, the first one that may see key j (m: none)."""
-    if not keep[j]:
-        return m
-    if not causal:
-        return 0
-    first = j - i0  # causal: query i sees key j iff i >= j
-    return 0 if first < 0 else (m if first > m else first)
-
-
-@numba.njit(**_FAST)
-def _tile(buffer, rows, cols):
-    """A C-contiguous (rows, cols) view of the front of a flat buffer (np.dot needs contiguous arrays)."""
-    return buffer[:rows * cols].reshape((rows, cols))
-
-
-@numba.njit(**_FAST)
+@numba.njit(**FAST_MATH)
 def _online_softmax(st, j0, i0, causal, keep, row_max, row_sum, alpha, shift, tile_sum):
     """Turn the transposed tile of scaled scores st (n keys, m queries) into e^(st - m') in place.
 
@@ -107,7 +58,7 @@ def _online_softmax(st, j0, i0, causal, keep, row_max, row_sum, alpha, shift, ti
     for r in range(m):
         tile_max[r] = row_max[r]
     for c in range(n):
-        first = _first_visible_query(j0 + c, i0, m, causal, keep)
+        first = first_visible_query(j0 + c, i0, m, causal, keep)
         for r in range(first):
             st[c, r] = -np.inf
         for r in range(m):
@@ -129,7 +80,7 @@ def _online_softmax(st, j0, i0, causal, keep, row_max, row_sum, alpha, shift, ti
 
 # ---- forward ----------------------------------------------------------------------------------------
 
-@numba.njit(**_FAST)
+@numba.njit(**FAST_MATH)
 def _forward_tile(q, k, v, keep, causal, scale, block_n, o, lse, b, h, i0, m):
     """Rows i0 .. i0 + m of o[b, h] and lse[b, h]."""
     Hq, S, Dv = q.shape[1], k.shape[2], v.shape[3]
@@ -144,7 +95,7 @@ def _forward_tile(q, k, v, keep, causal, scale, block_n, o, lse, b, h, i0, m):
     stop = min(S, i0 + m) if causal else S                            # causal: no key past the last query
     for j0 in range(0, stop, block_n):
         n = min(block_n, stop - j0)
-        st = _tile(scores, n, m)
+        st = tile(scores, n, m)
         np.dot(k[b, kh, j0:j0 + n], qt, st)                             # S^T (n, m) = scale K_j Q_i^T
         _online_softmax(st, j0, i0, causal, keep[b], row_max, row_sum, alpha, shift, tile_sum)
         np.dot(st.T, v[b, vh, j0:j0 + n], pv)                           # (m, Dv) = P V_j
@@ -159,7 +110,7 @@ def _forward_tile(q, k, v, keep, causal, scale, block_n, o, lse, b, h, i0, m):
         lse[b, h, i0 + r] = -np.inf if empty else row_max[r] + np.log(row_sum[r])
 
 
-@numba.njit(**_PARALLEL)
+@numba.njit(**PARALLEL)
 def _forward(q, k, v, keep, causal, scale, block_m, block_n, o, lse):
     """One parallel item per (batch, query head, query tile). The item's work is a plain function, not part of
     the parallel loop's body: that keeps Numba's parallel compilation short."""
@@ -171,25 +122,21 @@ def _forward(q, k, v, keep, causal, scale, block_m, block_n, o, lse):
         _forward_tile(q, k, v, keep, causal, scale, block_n, o, lse, b, h, i0, min(block_m, T - i0))
 
 
-def _keep(key_padding_mask, B, S):
-    return np.ones((B, S), dtype=np.bool_) if key_padding_mask is None else np.ascontiguousarray(key_padding_mask)
-
-
 def forward(q, k, v, causal=False, key_padding_mask=None, scale=None, block_m=BLOCK_M, block_n=BLOCK_N):
     """(O (B, Hq, T, Dv), L (B, Hq, T)) by the tiled online softmax; see the module doc."""
     check_inputs("flash_attention cpu forward", q, k, v, key_padding_mask)
     q, k, v = (np.ascontiguousarray(a) for a in (q, k, v))
     B, Hq, T, _ = q.shape
     o, lse = np.empty((B, Hq, T, v.shape[3]), q.dtype), np.empty((B, Hq, T), q.dtype)
+    keep, scale = keep_mask(key_padding_mask, B, k.shape[2]), q.dtype.type(default_scale(q, scale))
     with parallel_items():
-        _forward(q, k, v, _keep(key_padding_mask, B, k.shape[2]), bool(causal), q.dtype.type(default_scale(q, scale)),
-                 block_m, block_n, o, lse)
+        _forward(q, k, v, keep, bool(causal), scale, block_m, block_n, o, lse)
     return o, lse
 
 
 # ---- backward ---------------------------------------------------------------------------------------
 
-@numba.njit(**_FAST)
+@numba.njit(**FAST_MATH)
 def _backward_head(q, k, v, o, lse, do, keep, causal, scale, block_m, block_n, dq, dk, dv, b, h):
     """dq[b, h], and dk[b, h], dv[b, h]: the gradients of the key and value rows as query head h reads them."""
     Hq, T, D = q.shape[1], q.shape[2], q.shape[3]
@@ -199,7 +146,7 @@ def _backward_head(q, k, v, o, lse, do, keep, causal, scale, block_m, block_n, d
     q_t, do_t = np.empty(T * D, q.dtype), np.empty(T * Dv, q.dtype)   # scale Q_i^T, dO_i^T, tile after tile
     for i0 in range(0, T, block_m):
         m = min(block_m, T - i0)
-        qt, dot = _tile(q_t[i0 * D:], D, m), _tile(do_t[i0 * Dv:], Dv, m)
+        qt, dot = tile(q_t[i0 * D:], D, m), tile(do_t[i0 * Dv:], Dv, m)
         for r in range(m):
             total = 0.0
             for d in range(Dv):
@@ -224,20 +171,20 @@ def _backward_head(q, k, v, o, lse, do, keep, causal, scale, block_m, block_n, d
         for i0 in range(first_tile, T, block_m):
             m = min(block_m, T - i0)
             qi, doi = q[b, h, i0:i0 + m], do[b, h, i0:i0 + m]           # (m, D), (m, Dv)
-            pt = _tile(p_buffer, n, m)
-            np.dot(kj, _tile(q_t[i0 * D:], D, m), pt)                  # S^T (n, m) = scale K_j Q_i^T
+            pt = tile(p_buffer, n, m)
+            np.dot(kj, tile(q_t[i0 * D:], D, m), pt)                   # S^T (n, m) = scale K_j Q_i^T
             for c in range(n):                                          # P^T = e^(S^T - L); masked: 0
-                first = _first_visible_query(j0 + c, i0, m, causal, keep[b])
+                first = first_visible_query(j0 + c, i0, m, causal, keep[b])
                 for r in range(first):
                     pt[c, r] = 0.0
                 for r in range(first, m):
                     pt[c, r] = exp_neg_like(lse[b, h, i0 + r] - pt[c, r])
-            dst = _tile(ds_buffer, n, m)
-            np.dot(vj, _tile(do_t[i0 * Dv:], Dv, m), dst)              # dP^T (n, m) = V_j dO_i^T
+            dst = tile(ds_buffer, n, m)
+            np.dot(vj, tile(do_t[i0 * Dv:], Dv, m), dst)               # dP^T (n, m) = V_j dO_i^T
             for c in range(n):                                          # scale dS^T = scale P^T (dP^T - D)
                 for r in range(m):
                     dst[c, r] = scale * pt[c, r] * (dst[c, r] - delta[i0 + r])
-            dv_part, dk_part, dq_part = _tile(dv_buffer, n, Dv), _tile(dk_buffer, n, D), _tile(dq_buffer, m, D)
+            dv_part, dk_part, dq_part = tile(dv_buffer, n, Dv), tile(dk_buffer, n, D), tile(dq_buffer, m, D)
             np.dot(pt, doi, dv_part)                                    # P^T dO_i
             np.dot(dst, qi, dk_part)                                    # scale dS^T Q_i
             np.dot(dst.T, kj, dq_part)                                  # scale dS K_j
@@ -251,7 +198,7 @@ def _backward_head(q, k, v, o, lse, do, keep, causal, scale, block_m, block_n, d
                     dq[b, h, i0 + r, d] += dq_part[r, d]
 
 
-@numba.njit(**_PARALLEL)
+@numba.njit(**PARALLEL)
 def _backward(q, k, v, o, lse, do, keep, causal, scale, block_m, block_n, dq, dk, dv):
     """One parallel item per (batch, query head): dq (B, Hq, T, D); dk (B, Hq, S, D), dv (B, Hq, S, Dv)."""
     B, Hq = q.shape[0], q.shape[1]
@@ -268,6 +215,6 @@ def backward(q, k, v, o, lse, do, causal=False, key_padding_mask=None, scale=Non
     dq = np.empty_like(q)
     dk, dv = np.empty((B, Hq, S, D), q.dtype), np.empty((B, Hq, S, Dv), q.dtype)
     with parallel_items():
-        _backward(q, k, v, o, lse, do, _keep(key_padding_mask, B, S), bool(causal),
+        _backward(q, k, v, o, lse, do, keep_mask(key_padding_mask, B, S), bool(causal),
                   q.dtype.type(default_scale(q, scale)), block_m, block_n, dq, dk, dv)
     return dq, sum_head_groups(dk, k.shape[1]), sum_head_groups(dv, v.shape[1])

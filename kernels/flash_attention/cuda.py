@@ -28,7 +28,7 @@ import math
 import numpy as np
 from numba import cuda, types
 
-from kernels.flash_attention import check_inputs, default_scale
+from kernels.common import check_inputs, default_scale
 
 SHARED_BYTES = 32 * 1024  # per tile pair (keys and values, or queries and output gradients): under the 48 KB limit
 

@@ -13,7 +13,7 @@ summed back over each group. Memory is O(T S) per head: this is the quadratic al
 """
 import numpy as np
 
-from kernels.flash_attention import check_inputs, default_scale, repeat_heads, sum_head_groups
+from kernels.common import check_inputs, default_scale, repeat_heads, sum_head_groups
 
 
 def visible(batch, T, S, causal=False, key_padding_mask=None):

@@ -1,4 +1,7 @@
-"""Lightning Attention (TransNormerLLM, Qin et al., 2023/2024): linear attention with a per-head exponential decay.
+"""Lightning Attention, the attention of TransNormerLLM, from Scaling TransNormer to 175 Billion Parameters (Qin et
+al., 2023, arXiv:2307.14995), in its blocked form from Lightning Attention-2: A Free Lunch for Handling Unlimited
+Sequence Lengths in Large Language Models (Qin et al., 2024, arXiv:2401.04658): linear attention with a per-head
+exponential decay.
 
     O_t = sum_{s<=t} lambda_h^(t-s) (q_t . k_s) v_s,      lambda_h = e^(-slope_h) in (0, 1]
 
@@ -34,8 +37,8 @@ Query head h reads key head h // (Hq // Hk) and value head h // (Hq // Hv), and 
 """
 import math
 
-from kernels.linear_attention import (array_module, check_feature_inputs, product_backward, repeat_heads,
-                                      sum_head_groups)
+from kernels.common import array_module, check_feature_inputs, repeat_heads, sum_head_groups
+from kernels.linear_attention import product_backward
 
 
 def transnormer_slopes(num_heads, layer=0, num_layers=1):

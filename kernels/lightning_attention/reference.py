@@ -13,7 +13,7 @@ and the recurrent form, one token at a time (decoding): kv <- lambda kv + k^T v,
 import numpy as np
 
 from kernels.lightning_attention import check_slope
-from kernels.linear_attention import array_module, check_feature_inputs, repeat_heads, sum_head_groups
+from kernels.common import array_module, check_feature_inputs, repeat_heads, sum_head_groups
 
 
 def decay_mask(slope, T):

@@ -1,4 +1,6 @@
-"""Causal linear attention (Katharopoulos et al., 2020; BASED, Arora et al., 2024): attention in O(T) time.
+"""Causal linear attention, from Transformers are RNNs: Fast Autoregressive Transformers with Linear Attention
+(Katharopoulos et al., 2020, arXiv:2006.16236), as BASED uses it (Simple linear attention language models balance
+the recall-throughput tradeoff, Arora et al., 2024, arXiv:2402.18668): attention in O(T) time.
 
 Replace the softmax kernel e^(q.k) by a dot product of features, phi(q).phi(k). The sum over keys then factors:
 
@@ -22,8 +24,9 @@ The normalizer. The denominator is linear attention itself with a column of ones
 [num, den] = causal_product(fq, fk, [V, 1]). The kernels compute that product once and divide afterwards;
 `normalize=False` drops the denominator (fla's and BASED's un-normalized variants: o_i = fq_i S_i). `eps` (1e-12,
 as BASED) only guards a query that sees no key (all features zero, e.g. padded keys): it then gets o = 0. With
-positive features (elu + 1, and the Taylor map, whose phi(q).phi(k) = ((1 + x)^2 + 1)/2 > 0 with x = q.k/sqrt(d))
-the denominator is otherwise positive. A feature map with negative values can make it vanish: normalize=False there.
+positive feature products (elu + 1, and the Taylor map, whose phi(q).phi(k) > 0 for all q, k: both maps are
+defined in minigrad/nn/linear_attention.py) the denominator is otherwise positive. A feature map with negative
+values can make it vanish: normalize=False there.
 
 Backward. The gradient of a causal product is causal products again, with the roles of the inputs exchanged and
 time reversed for the sums over later positions (i >= j); with r = 1 / (den + eps), V' = [V, 1] and
@@ -45,17 +48,9 @@ Shapes: fq (B, Hq, T, F), fk (B, Hk, T, F), v (B, Hv, T, Dv) -> o (B, Hq, T, Dv)
 h // (Hq // Hk) and value head h // (Hq // Hv) (grouped heads, as kernels/flash_attention). `causal=False` is
 o_i = fq_i (fk^T V') / ...: two matrix products, no chunks needed. A padded key is a key whose features are zero.
 """
-from kernels.flash_attention import array_module, check_inputs, repeat_heads, sum_head_groups  # noqa: F401
+from kernels.common import array_module, check_feature_inputs, repeat_heads, sum_head_groups
 
 EPS = 1e-12
-
-
-def check_feature_inputs(op, fq, fk, v, do=None):
-    """The layout above: fq, fk, v as flash's q, k, v (check_inputs) and one sequence length for all three."""
-    check_inputs(op, fq, fk, v, do=do)
-    if fq.shape[2] != fk.shape[2]:
-        raise ValueError(f"{op}: queries and keys must have one length T (self-attention); got fq "
-                         f"{tuple(fq.shape)}, fk {tuple(fk.shape)}")
 
 
 def check_chunk(op, chunk):

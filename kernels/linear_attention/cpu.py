@@ -24,23 +24,14 @@ import numba
 import numpy as np
 from numba import prange
 
-from kernels.activations import _FAST
+from kernels.common.cpu import PARALLEL, tile
 from kernels.linear_attention import EPS, attention_backward, attention_forward, check_chunk
 from kernels.parallel import parallel_items
 
 CHUNK = 64
-_PARALLEL = dict(_FAST, parallel=True)
 
 
-# ---- shared by the CPU kernels of the attention variants (linear, lightning, sliding window, softplus) -------
-
-@numba.njit(**_FAST)
-def _tile(buffer, rows, cols):
-    """A C-contiguous (rows, cols) view of the front of a flat buffer."""
-    return buffer[:rows * cols].reshape((rows, cols))
-
-
-@numba.njit(**_PARALLEL)
+@numba.njit(**PARALLEL)
 def _causal_product(a, b, c, slope, chunk, out):
     B, H, T, F = a.shape
     Hb, Hc, E = b.shape[1], c.shape[1], c.shape[3]
@@ -59,19 +50,19 @@ def _causal_product(a, b, c, slope, chunk, out):
         for t0 in range(0, T, chunk):
             n = min(chunk, T - t0)
             ac, bc, cc = a[n_, h, t0:t0 + n], b[n_, hb, t0:t0 + n], c[n_, hc, t0:t0 + n]  # (n, F) (n, F) (n, E)
-            scores = _tile(scores_buffer, n, n)
+            scores = tile(scores_buffer, n, n)
             np.dot(ac, bc.T, scores)                                     # a_c b_c^T
             for r in range(n):
                 for j in range(n):
                     scores[r, j] *= decay[r, j]
-            intra, inter = _tile(intra_buffer, n, E), _tile(inter_buffer, n, E)
+            intra, inter = tile(intra_buffer, n, E), tile(inter_buffer, n, E)
             np.dot(scores, cc, intra)                                    # (a_c b_c^T * D) c_c
             np.dot(ac, state, inter)                                     # a_c S
             for r in range(n):
                 w = np.exp(-s * (r + 1))
                 for e in range(E):
                     out[n_, h, t0 + r, e] = intra[r, e] + w * inter[r, e]
-            weighted = _tile(weighted_buffer, n, F)                      # b_j lambda^(n-1-j)
+            weighted = tile(weighted_buffer, n, F)                       # b_j lambda^(n-1-j)
             for j in range(n):
                 w = np.exp(-s * (n - 1 - j))
                 for f in range(F):

@@ -30,7 +30,8 @@ import numba
 import numpy as np
 from numba import cuda, types
 
-from kernels.linear_attention import EPS, array_module, attention_backward, attention_forward, check_chunk
+from kernels.common import array_module
+from kernels.linear_attention import EPS, attention_backward, attention_forward, check_chunk
 
 CHUNK = 64
 STATE_THREADS = 128

@@ -22,7 +22,8 @@ import math
 
 import numpy as np
 
-from kernels.linear_attention import EPS, array_module, check_feature_inputs, repeat_heads, sum_head_groups
+from kernels.common import array_module, check_feature_inputs, repeat_heads, sum_head_groups
+from kernels.linear_attention import EPS
 
 
 def elu_features(x):

@@ -19,7 +19,7 @@ Layout and API, as kernels/flash_attention (causal is implied):
 q (B, Hq, T, D), k (B, Hk, S, D), v (B, Hv, S, Dv); grouped heads as flash (head h reads h // (Hq // Hk));
 key_padding_mask bool (B, S), True = a real key. A query that sees no key gets o = 0, lse = -inf and zero gradients.
 """
-from kernels.flash_attention import check_inputs, default_scale  # noqa: F401  (default_scale re-exported)
+from kernels.common import check_inputs
 
 
 def check_window_inputs(op, q, k, v, window, key_padding_mask=None, do=None):

@@ -22,17 +22,16 @@ import numba
 import numpy as np
 from numba import prange
 
-from kernels.activations import _FAST, exp_neg
-from kernels.linear_attention import sum_head_groups
-from kernels.linear_attention.cpu import _tile
+from kernels.activations import exp_neg
+from kernels.common import default_scale, keep_mask, sum_head_groups
+from kernels.common.cpu import FAST_MATH, PARALLEL, tile
 from kernels.parallel import parallel_items
-from kernels.sliding_window_attention import check_window_inputs, default_scale
+from kernels.sliding_window_attention import check_window_inputs
 
 BLOCK_M, BLOCK_N = 64, 64
-_PARALLEL = dict(_FAST, parallel=True)
 
 
-@numba.njit(**_FAST)
+@numba.njit(**FAST_MATH)
 def _visible_queries(j, i0, m, window, keep):
     """(first, last): the queries r, first <= r < last, of the tile of m queries from i0 that see key j."""
     if not keep[j]:
@@ -43,7 +42,7 @@ def _visible_queries(j, i0, m, window, keep):
     return first, last
 
 
-@numba.njit(**_FAST)
+@numba.njit(**FAST_MATH)
 def _online_softmax(st, j0, i0, window, keep, scale, row_max, row_sum, alpha, shift, tile_sum):
     """Turn the transposed score tile st (n keys, m queries) into e^(scale st - m') in place, updating each
     query's running max and sum; alpha = e^(m - m') rescales what was accumulated before. Masked entries: 0."""
@@ -75,7 +74,7 @@ def _online_softmax(st, j0, i0, window, keep, scale, row_max, row_sum, alpha, sh
         row_sum[r] = alpha[r] * row_sum[r] + tile_sum[r]
 
 
-@numba.njit(**_PARALLEL)
+@numba.njit(**PARALLEL)
 def _forward(q, k, v, keep, window, scale, block_m, block_n, o, lse):
     B, Hq, T = q.shape[:3]
     tiles = (T + block_m - 1) // block_m
@@ -84,7 +83,7 @@ def _forward(q, k, v, keep, window, scale, block_m, block_n, o, lse):
                       item // (Hq * tiles), (item // tiles) % Hq, (item % tiles) * block_m)
 
 
-@numba.njit(**_FAST)
+@numba.njit(**FAST_MATH)
 def _forward_tile(q, k, v, keep, window, scale, block_m, block_n, o, lse, b, h, i0):
     """One parallel item: the queries i0 .. i0 + m - 1 of (batch b, query head h)."""
     Hq, T = q.shape[1], q.shape[2]
@@ -101,7 +100,7 @@ def _forward_tile(q, k, v, keep, window, scale, block_m, block_n, o, lse, b, h, 
     start, stop = max(0, i0 - window + 1), min(S, i0 + m)             # the band of this query tile
     for j0 in range(start, stop, block_n):
         n = min(block_n, stop - j0)
-        st = _tile(scores, n, m)
+        st = tile(scores, n, m)
         np.dot(k[b, kh, j0:j0 + n], qi.T, st)                          # S^T (n, m)
         _online_softmax(st, j0, i0, window, keep[b], scale, row_max, row_sum, alpha, shift, tile_sum)
         np.dot(st.T, v[b, vh, j0:j0 + n], pv)                          # P V_j (m, Dv)
@@ -119,10 +118,6 @@ def _forward_tile(q, k, v, keep, window, scale, block_m, block_n, o, lse, b, h, 
         lse[b, h, i0 + r] = row_max[r] + np.log(row_sum[r])
 
 
-def _keep(key_padding_mask, B, S):
-    return np.ones((B, S), dtype=np.bool_) if key_padding_mask is None else np.ascontiguousarray(key_padding_mask)
-
-
 def forward(q, k, v, window, key_padding_mask=None, scale=None, block_m=BLOCK_M, block_n=BLOCK_N):
     """(O (B, Hq, T, Dv), L (B, Hq, T)) by the tiled online softmax on the band; see the module doc."""
     check_window_inputs("sliding_window_attention cpu forward", q, k, v, window, key_padding_mask)
@@ -131,12 +126,12 @@ def forward(q, k, v, window, key_padding_mask=None, scale=None, block_m=BLOCK_M,
     o = np.empty((B, Hq, T, v.shape[3]), q.dtype)
     lse = np.empty((B, Hq, T), q.dtype)
     with parallel_items():
-        _forward(q, k, v, _keep(key_padding_mask, B, k.shape[2]), window, q.dtype.type(default_scale(q, scale)),
+        _forward(q, k, v, keep_mask(key_padding_mask, B, k.shape[2]), window, q.dtype.type(default_scale(q, scale)),
                  block_m, block_n, o, lse)
     return o, lse
 
 
-@numba.njit(**_PARALLEL)
+@numba.njit(**PARALLEL)
 def _backward(q, k, v, o, lse, do, keep, window, scale, block_m, block_n, dq, dk, dv):
     """dq (B, Hq, T, D); dk (B, Hq, S, D) and dv (B, Hq, S, Dv) per query head (summed over groups later)."""
     B, Hq = q.shape[:2]
@@ -144,7 +139,7 @@ def _backward(q, k, v, o, lse, do, keep, window, scale, block_m, block_n, dq, dk
         _backward_head(q, k, v, o, lse, do, keep, window, scale, block_m, block_n, dq, dk, dv, item // Hq, item % Hq)
 
 
-@numba.njit(**_FAST)
+@numba.njit(**FAST_MATH)
 def _backward_head(q, k, v, o, lse, do, keep, window, scale, block_m, block_n, dq, dk, dv, b, h):
     """One parallel item: (batch b, query head h)."""
     Hq, T, D = q.shape[1:]
@@ -169,7 +164,7 @@ def _backward_head(q, k, v, o, lse, do, keep, window, scale, block_m, block_n, d
         for i0 in range(j0, min(T, j0 + n - 1 + window), block_m):   # the queries that see these keys
             m = min(block_m, T - i0)
             qi, doi = q[b, h, i0:i0 + m], do[b, h, i0:i0 + m]        # (m, D), (m, Dv)
-            pt = _tile(p_buffer, n, m)
+            pt = tile(p_buffer, n, m)
             np.dot(kj, qi.T, pt)                                     # S^T (n, m)
             for c in range(n):                                       # P^T = e^(scale S^T - L), masked: 0
                 first, last = _visible_queries(j0 + c, i0, m, window, keep[b])
@@ -179,12 +174,12 @@ def _backward_head(q, k, v, o, lse, do, keep, window, scale, block_m, block_n, d
                     pt[c, r] = exp_neg(lse[b, h, i0 + r] - scale * pt[c, r])
                 for r in range(last, m):
                     pt[c, r] = 0.0
-            dst = _tile(ds_buffer, n, m)
+            dst = tile(ds_buffer, n, m)
             np.dot(vj, doi.T, dst)                                   # dP^T (n, m) = V_j dO_i^T
             for c in range(n):                                       # scale dS^T = scale P^T (dP^T - D)
                 for r in range(m):
                     dst[c, r] = scale * pt[c, r] * (dst[c, r] - delta[i0 + r])
-            dv_part, dk_part, dq_part = _tile(dv_tile, n, Dv), _tile(dk_tile, n, D), _tile(dq_tile, m, D)
+            dv_part, dk_part, dq_part = tile(dv_tile, n, Dv), tile(dk_tile, n, D), tile(dq_tile, m, D)
             np.dot(pt, doi, dv_part)                                 # P^T dO_i
             np.dot(dst, qi, dk_part)                                 # scale dS^T Q_i
             np.dot(dst.T, kj, dq_part)                               # scale dS K_j
@@ -208,6 +203,6 @@ def backward(q, k, v, o, lse, do, window, key_padding_mask=None, scale=None, blo
     dq = np.empty_like(q)
     dk, dv = np.empty((B, Hq, S, D), q.dtype), np.empty((B, Hq, S, Dv), q.dtype)
     with parallel_items():
-        _backward(q, k, v, o, lse, do, _keep(key_padding_mask, B, S), window, q.dtype.type(default_scale(q, scale)),
+        _backward(q, k, v, o, lse, do, keep_mask(key_padding_mask, B, S), window, q.dtype.type(default_scale(q, scale)),
                   block_m, block_n, dq, dk, dv)
     return dq, sum_head_groups(dk, k.shape[1]), sum_head_groups(dv, v.shape[1])

@@ -26,8 +26,8 @@ import numba
 import numpy as np
 from numba import cuda, types
 
-from kernels.linear_attention import array_module, sum_head_groups
-from kernels.sliding_window_attention import check_window_inputs, default_scale
+from kernels.common import array_module, default_scale, keep_mask, sum_head_groups
+from kernels.sliding_window_attention import check_window_inputs
 
 BLOCK_M, BLOCK_N = 32, 32
 
@@ -214,10 +214,6 @@ def window_kernels(block_m, block_n, D, Dv, dtype):
     return forward, dq, dkdv
 
 
-def _keep(xp, key_padding_mask, B, S):
-    return xp.ones((B, S), dtype=bool) if key_padding_mask is None else xp.ascontiguousarray(key_padding_mask)
-
-
 def forward(q, k, v, window, key_padding_mask=None, scale=None, block_m=BLOCK_M, block_n=BLOCK_N):
     """(O (B, Hq, T, Dv), L (B, Hq, T)) by the tiled online softmax on the band; see the module doc."""
     check_window_inputs("sliding_window_attention cuda forward", q, k, v, window, key_padding_mask)
@@ -226,7 +222,7 @@ def forward(q, k, v, window, key_padding_mask=None, scale=None, block_m=BLOCK_M,
     (B, Hq, T, D), (S, Dv) = q.shape, v.shape[2:]
     o, lse = xp.empty((B, Hq, T, Dv), q.dtype), xp.empty((B, Hq, T), q.dtype)
     kernel = window_kernels(block_m, block_n, D, Dv, str(q.dtype))[0]
-    kernel[(-(-T // block_m), B * Hq), block_m](q, k, v, _keep(xp, key_padding_mask, B, S), window,
+    kernel[(-(-T // block_m), B * Hq), block_m](q, k, v, keep_mask(key_padding_mask, B, S, xp), window,
                                                 q.dtype.type(default_scale(q, scale)), o, lse)
     return o, lse
 
@@ -237,7 +233,7 @@ def backward(q, k, v, o, lse, do, window, key_padding_mask=None, scale=None, blo
     xp = array_module(q)
     q, k, v, o, lse, do = (xp.ascontiguousarray(a, dtype=q.dtype) for a in (q, k, v, o, lse, do))
     (B, Hq, T, D), (S, Dv) = q.shape, v.shape[2:]
-    keep, scale = _keep(xp, key_padding_mask, B, S), q.dtype.type(default_scale(q, scale))
+    keep, scale = keep_mask(key_padding_mask, B, S, xp), q.dtype.type(default_scale(q, scale))
     delta, dq = xp.empty((B, Hq, T), q.dtype), xp.empty_like(q)
     dk, dv = xp.empty((B, Hq, S, D), q.dtype), xp.empty((B, Hq, S, Dv), q.dtype)
     _, dq_kernel, dkdv_kernel = window_kernels(block_m, block_n, D, Dv, str(q.dtype))

@@ -8,8 +8,8 @@ Backward through the softmax Jacobian:
 """
 import numpy as np
 
-from kernels.linear_attention import repeat_heads, sum_head_groups
-from kernels.sliding_window_attention import check_window_inputs, default_scale
+from kernels.common import default_scale, repeat_heads, sum_head_groups
+from kernels.sliding_window_attention import check_window_inputs
 
 
 def visible(batch, T, S, window, key_padding_mask=None):

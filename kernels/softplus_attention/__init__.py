@@ -1,4 +1,5 @@
-"""Softplus attention, LSSA, and its re-weighted form, LSSAR (Gao & Spratling, 2025).
+"""Softplus attention, LSSA, and its re-weighted form, LSSAR, from Softplus Attention with Re-weighting Boosts
+Length Extrapolation in Large Language Models (Gao & Spratling, 2025, arXiv:2501.13428).
 
 Softmax is two steps: a positive transformation (e^x) and an l1 normalization. LSSA keeps the normalization and
 replaces e^x by softplus(x) = log(1 + e^x), with a scale that grows with the number of tokens a query sees
@@ -15,7 +16,8 @@ raised to a power p and normalized again:
 softplus is positive and grows only linearly, so no running max is needed: a tiled kernel makes two passes over
 the keys, the first for the row sums Z_i (and the row's largest P), the second for the weights and the output.
 
-Choices where the paper's code was not available ([U] in papers/SPECS.md), made here and tested as stated:
+Choices the paper's text leaves open (its code was not available to us), made here and tested as stated in
+tests/kernels/test_softplus_attention_reference.py:
 - n_i counts the keys query i actually sees (causal and padding masks applied): i + 1 for causal attention
   without padding. s_i = scale * log(n_i), scale = 1 / sqrt(D) by default; for entropy invariance relative to a
   training length L, pass scale = 1 / (sqrt(D) log L) (s = 1/sqrt(D) at n = L). `length_scaled=False` gives
@@ -45,8 +47,7 @@ Backward, per row i with g = dO_i and D_i = g . O_i (dW, dA, dP, dx are d loss /
     dx_ij = dP_ij sigmoid(x_ij),   dq_i = s_i sum_j dx_ij k_j,   dk_j = sum_i s_i dx_ij q_i
 E_i needs every key of the row before any dP: with re-weighting the backward makes one more pass for it.
 """
-from kernels.flash_attention import check_inputs, default_scale
-from kernels.linear_attention import array_module
+from kernels.common import array_module, check_inputs, default_scale
 
 
 def check_softplus_inputs(op, q, k, v, key_padding_mask, power, do=None):

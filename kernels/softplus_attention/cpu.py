@@ -22,38 +22,27 @@ import numba
 import numpy as np
 from numba import prange
 
-from kernels.activations import _FAST
-from kernels.linear_attention import sum_head_groups
-from kernels.linear_attention.cpu import _tile
+from kernels.common import keep_mask, sum_head_groups
+from kernels.common.cpu import FAST_MATH, PARALLEL, first_visible_query, tile
 from kernels.parallel import parallel_items
 from kernels.softplus_attention import check_softplus_inputs, row_scales, visible_counts
 
 BLOCK_M, BLOCK_N = 64, 64
-_PARALLEL = dict(_FAST, parallel=True)
 
 
-@numba.njit(**_FAST)
-def _first_visible_query(j, i0, m, causal, keep):
-    """In a tile of m queries from i0, the first that sees key j (m: none); the rest of the tile sees it too."""
-    if not keep[j]:
-        return m
-    first = j - i0 if causal else 0                                     # causal: query i sees key j iff i >= j
-    return 0 if first < 0 else (m if first > m else first)
-
-
-@numba.njit(**_FAST)
+@numba.njit(**FAST_MATH)
 def softplus(x):
     """log(1 + e^x) = max(x, 0) + log1p(e^-|x|), exact for every x."""
     return (x if x > 0 else 0.0) + np.log1p(np.exp(-abs(x)))
 
 
-@numba.njit(**_FAST)
+@numba.njit(**FAST_MATH)
 def sigmoid(x):
     e = np.exp(-abs(x))
     return 1.0 / (1.0 + e) if x >= 0 else e / (1.0 + e)
 
 
-@numba.njit(**_FAST)
+@numba.njit(**FAST_MATH)
 def weight(a, count, u_max, power):
     """The final (unnormalized) weight of an entry with A = a: a itself for LSSA and uniform rows (u_max <= 0),
     else (relu(n a - 1) / u_max)^p."""
@@ -63,7 +52,7 @@ def weight(a, count, u_max, power):
     return (u / u_max) ** power if u > 0 else 0.0
 
 
-@numba.njit(**_FAST)
+@numba.njit(**FAST_MATH)
 def weight_gradient(a, dw, count, u_max, power):
     """dA from dW (see `weight`): dW itself, or n p (u / u_max)^(p-1) / u_max dW where u > 0."""
     if u_max <= 0:
@@ -72,7 +61,7 @@ def weight_gradient(a, dw, count, u_max, power):
     return count * power * (u / u_max) ** (power - 1.0) / u_max * dw if u > 0 else 0.0
 
 
-@numba.njit(**_PARALLEL)
+@numba.njit(**PARALLEL)
 def _forward(q, k, v, keep, causal, scales, counts, reweight, power, block_m, block_n, o, stats):
     B, Hq, T = q.shape[:3]
     tiles = (T + block_m - 1) // block_m
@@ -81,7 +70,7 @@ def _forward(q, k, v, keep, causal, scales, counts, reweight, power, block_m, bl
                       item // (Hq * tiles), (item // tiles) % Hq, (item % tiles) * block_m)
 
 
-@numba.njit(**_FAST)
+@numba.njit(**FAST_MATH)
 def _forward_tile(q, k, v, keep, causal, scales, counts, reweight, power, block_m, block_n, o, stats, b, h, i0):
     """One parallel item of the forward: the queries i0 .. i0 + m - 1 of (batch b, head h)."""
     Hq, T = q.shape[1], q.shape[2]
@@ -97,10 +86,10 @@ def _forward_tile(q, k, v, keep, causal, scales, counts, reweight, power, block_
     stop = min(S, i0 + m) if causal else S
     for j0 in range(0, stop, block_n):                               # pass 1: Z and the largest score
         n = min(block_n, stop - j0)
-        st = _tile(scores, n, m)
+        st = tile(scores, n, m)
         np.dot(k[b, kh, j0:j0 + n], qi.T, st)                          # S^T (n, m)
         for c in range(n):
-            for r in range(_first_visible_query(j0 + c, i0, m, causal, keep[b]), m):
+            for r in range(first_visible_query(j0 + c, i0, m, causal, keep[b]), m):
                 x = scales[b, i0 + r] * st[c, r]
                 z[r] += softplus(x)
                 x_max[r] = max(x_max[r], x)
@@ -110,10 +99,10 @@ def _forward_tile(q, k, v, keep, causal, scales, counts, reweight, power, block_
                 u_max[r] = counts[b, i0 + r] * (softplus(x_max[r]) / z[r]) - 1.0
     for j0 in range(0, stop, block_n):                               # pass 2: the weights and O
         n = min(block_n, stop - j0)
-        st = _tile(scores, n, m)
+        st = tile(scores, n, m)
         np.dot(k[b, kh, j0:j0 + n], qi.T, st)
         for c in range(n):
-            first = _first_visible_query(j0 + c, i0, m, causal, keep[b])
+            first = first_visible_query(j0 + c, i0, m, causal, keep[b])
             for r in range(first):
                 st[c, r] = 0.0
             for r in range(first, m):
@@ -133,10 +122,6 @@ def _forward_tile(q, k, v, keep, causal, scales, counts, reweight, power, block_
         stats[2, b, h, i0 + r] = total[r]
 
 
-def _keep(key_padding_mask, B, S):
-    return np.ones((B, S), dtype=np.bool_) if key_padding_mask is None else np.ascontiguousarray(key_padding_mask)
-
-
 def _rows(q, k, causal, key_padding_mask, scale, length_scaled):
     counts = visible_counts(q, k, causal, key_padding_mask)                      # (B, T)
     return np.ascontiguousarray(row_scales(q, counts, scale, length_scaled)), counts
@@ -151,12 +136,12 @@ def forward(q, k, v, causal=True, key_padding_mask=None, scale=None, length_scal
     scales, counts = _rows(q, k, causal, key_padding_mask, scale, length_scaled)
     o, stats = np.empty((B, Hq, T, v.shape[3]), q.dtype), np.empty((3, B, Hq, T), q.dtype)
     with parallel_items():
-        _forward(q, k, v, _keep(key_padding_mask, B, k.shape[2]), bool(causal), scales, counts, power is not None,
+        _forward(q, k, v, keep_mask(key_padding_mask, B, k.shape[2]), bool(causal), scales, counts, power is not None,
                  float(power or 1), block_m, block_n, o, stats)
     return o, stats
 
 
-@numba.njit(**_FAST)
+@numba.njit(**FAST_MATH)
 def _row_terms(q, k, v, do, keep, causal, scales, counts, z, u_max, total, delta, power, block_m, block_n, b, h, kh,
                vh, st_buffer, dp_buffer, e_row):
     """E_i = sum_j A_ij dA_ij for every query of (b, h), into e_row: a pass over all (query, key) tiles."""
@@ -167,22 +152,22 @@ def _row_terms(q, k, v, do, keep, causal, scales, counts, z, u_max, total, delta
         stop = min(S, i0 + m) if causal else S
         for j0 in range(0, stop, block_n):
             n = min(block_n, stop - j0)
-            st, dpt = _tile(st_buffer, n, m), _tile(dp_buffer, n, m)
+            st, dpt = tile(st_buffer, n, m), tile(dp_buffer, n, m)
             np.dot(k[b, kh, j0:j0 + n], qi.T, st)
             np.dot(v[b, vh, j0:j0 + n], doi.T, dpt)                        # dO V^T, transposed
             for c in range(n):
-                for r in range(_first_visible_query(j0 + c, i0, m, causal, keep), m):
+                for r in range(first_visible_query(j0 + c, i0, m, causal, keep), m):
                     i = i0 + r
                     a = softplus(scales[i] * st[c, r]) / z[i]
                     e_row[i] += a * weight_gradient(a, (dpt[c, r] - delta[i]) / total[i], counts[i], u_max[i], power)
 
 
-@numba.njit(**_FAST)
+@numba.njit(**FAST_MATH)
 def _gradient_tile(wt, dxt, j0, i0, causal, keep, scales, counts, z, u_max, total, delta, e_row, power):
     """In place, on transposed (keys x queries) tiles: raw scores -> W / Zw, and dO V^T -> dX = s dL/dx."""
     n, m = wt.shape
     for c in range(n):
-        first = _first_visible_query(j0 + c, i0, m, causal, keep)
+        first = first_visible_query(j0 + c, i0, m, causal, keep)
         for r in range(first):
             wt[c, r] = 0.0
             dxt[c, r] = 0.0
@@ -195,7 +180,7 @@ def _gradient_tile(wt, dxt, j0, i0, causal, keep, scales, counts, z, u_max, tota
             dxt[c, r] = scales[i] * sigmoid(x) * (da - e_row[i]) / z[i]
 
 
-@numba.njit(**_PARALLEL)
+@numba.njit(**PARALLEL)
 def _backward(q, k, v, o, stats, do, keep, causal, scales, counts, reweight, power, block_m, block_n, dq, dk, dv):
     """dq (B, Hq, T, D); dk (B, Hq, S, D) and dv (B, Hq, S, Dv) per query head (summed over groups later)."""
     B, Hq = q.shape[:2]
@@ -204,7 +189,7 @@ def _backward(q, k, v, o, stats, do, keep, causal, scales, counts, reweight, pow
                        dq, dk, dv, item // Hq, item % Hq)
 
 
-@numba.njit(**_FAST)
+@numba.njit(**FAST_MATH)
 def _backward_head(q, k, v, o, stats, do, keep, causal, scales, counts, reweight, power, block_m, block_n, dq, dk,
                    dv, b, h):
     """One parallel item of the backward: (batch b, query head h)."""
@@ -234,12 +219,12 @@ def _backward_head(q, k, v, o, stats, do, keep, causal, scales, counts, reweight
         for i0 in range((j0 // block_m) * block_m if causal else 0, T, block_m):
             m = min(block_m, T - i0)
             qi, doi = q[b, h, i0:i0 + m], do[b, h, i0:i0 + m]
-            wt, dxt = _tile(st_buffer, n, m), _tile(dp_buffer, n, m)
+            wt, dxt = tile(st_buffer, n, m), tile(dp_buffer, n, m)
             np.dot(kj, qi.T, wt)                                     # raw scores^T, then the weights
             np.dot(vj, doi.T, dxt)                                   # dO V^T, then s dX
             _gradient_tile(wt, dxt, j0, i0, causal, keep[b], scales[b], counts[b], z, u_max, total, delta, e_row,
                            power)
-            dv_part, dk_part, dq_part = _tile(dv_tile, n, Dv), _tile(dk_tile, n, D), _tile(dq_tile, m, D)
+            dv_part, dk_part, dq_part = tile(dv_tile, n, Dv), tile(dk_tile, n, D), tile(dq_tile, m, D)
             np.dot(wt, doi, dv_part)                                 # (W / Zw)^T dO_i
             np.dot(dxt, qi, dk_part)                                 # dX^T Q_i
             np.dot(dxt.T, kj, dq_part)                               # dX K_j
@@ -265,6 +250,6 @@ def backward(q, k, v, o, stats, do, causal=True, key_padding_mask=None, scale=No
     dq = np.empty_like(q)
     dk, dv = np.empty((B, Hq, S, D), q.dtype), np.empty((B, Hq, S, Dv), q.dtype)
     with parallel_items():
-        _backward(q, k, v, o, stats, do, _keep(key_padding_mask, B, S), bool(causal), scales, counts,
+        _backward(q, k, v, o, stats, do, keep_mask(key_padding_mask, B, S), bool(causal), scales, counts,
                   power is not None, float(power or 1), block_m, block_n, dq, dk, dv)
     return dq, sum_head_groups(dk, k.shape[1]), sum_head_groups(dv, v.shape[1])

@@ -23,7 +23,7 @@ import numba
 import numpy as np
 from numba import cuda, types
 
-from kernels.linear_attention import array_module, sum_head_groups
+from kernels.common import array_module, keep_mask, sum_head_groups
 from kernels.softplus_attention import check_softplus_inputs, row_scales, visible_counts
 
 BLOCK_M, BLOCK_N = 32, 32
@@ -250,7 +250,7 @@ def _setup(op, q, k, v, key_padding_mask, causal, scale, length_scaled, power, b
     xp = array_module(q)
     B, S = q.shape[0], k.shape[2]
     counts = visible_counts(q, k, causal, key_padding_mask)
-    keep = xp.ones((B, S), dtype=bool) if key_padding_mask is None else xp.ascontiguousarray(key_padding_mask)
+    keep = keep_mask(key_padding_mask, B, S, xp)
     kernels = softplus_kernels(block_m, block_n, q.shape[3], v.shape[3], bool(causal), power is not None,
                                str(q.dtype))
     rows = (keep, xp.ascontiguousarray(row_scales(q, counts, scale, length_scaled)), counts,

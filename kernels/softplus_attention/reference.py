@@ -12,7 +12,7 @@ package doc instead, so the two are independent):
 """
 import numpy as np
 
-from kernels.linear_attention import repeat_heads, sum_head_groups
+from kernels.common import repeat_heads, sum_head_groups
 from kernels.softplus_attention import check_softplus_inputs, row_scales, visible_counts
 
 
