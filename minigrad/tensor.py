@@ -145,7 +145,17 @@ def _as_array(data, dtype=None, device=None):
 
 
 class Tensor:
-    """An n-dimensional array that remembers how it was computed, so it can be differentiated."""
+    """An n-dimensional array that remembers how it was computed, so it can be differentiated.
+
+    This class holds the data, its properties and conversions, and backward(). The ops live in
+    minigrad/ops/ and are attached to Tensor when those modules are imported (`import minigrad` does):
+    - methods (x.exp(), x.sum(dim), x.reshape(...), x.gather(...)): each op marked with the decorator
+      tensor_method (defined below) is set on Tensor under its own name;
+    - operators and aliases, by plain assignments next to their op (`Tensor.__add__ = add`):
+      ops/elementwise.py sets + - * / ** (and their reflected forms), unary -, the comparisons
+      == != < <= > >=, ~ & |, and `clip`; ops/linalg.py sets @ (`__matmul__`, `__rmatmul__`);
+      ops/index.py sets x[...] (`__getitem__`); ops/shape.py sets `view` and the properties `T`, `mT`.
+    """
 
     __slots__ = ("data", "grad", "requires_grad", "_node", "_retains_grad", "__weakref__")
     __array_ufunc__ = None  # numpy_array * tensor calls Tensor.__rmul__ instead of looping over elements

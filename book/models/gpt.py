@@ -1,4 +1,5 @@
-"""A GPT (decoder-only transformer) in minigrad, with nanoGPT's parameter names.
+"""A GPT (decoder-only transformer), the architecture of GPT-2, from Language Models are Unsupervised Multitask
+Learners (Radford et al., 2019, OpenAI technical report), in minigrad, with nanoGPT's parameter names.
 
     x = wte(idx) + wpe(pos)                          # (B, T, C)
     for each block:  x = x + attn(ln_1(x));  x = x + mlp(ln_2(x))      (pre-LN)
@@ -8,6 +9,14 @@ Causal self-attention:  softmax(Q K^T / sqrt(d) + M) V  with M = -inf above the 
 Parameter names match nanoGPT (transformer.h.0.attn.c_attn.weight, ...), so its state_dicts load, and the
 initialization is nanoGPT's: N(0, 0.02) for every weight matrix and embedding, zero biases, and
 N(0, 0.02 / sqrt(2 n_layer)) for the projections that write into the residual stream (GPT-2's scaling).
+
+lm_head is untied: its (vocab, C) weight is a parameter of its own, not the token embedding wte.weight.
+GPT-2 and nanoGPT tie the two (Press & Wolf, 2017): both hold one C-vector per token, so sharing them
+saves vocab * C parameters and trains each token's row from both ends (rare tokens gain most). Untied,
+the model has those parameters twice: 2048 * 256 = 524,288 more with the default config (1/8 of the
+4.2M that num_parameters() reports), 50257 * 768 = 38.6M more for GPT-2 small. A nanoGPT state_dict,
+which lists the shared matrix under both names, still loads: into two copies that then train apart.
+To tie, assign model.lm_head.weight = model.transformer.wte.weight.
 
 KV cache (for generation): the keys and values of the positions already seen do not change when a token is
 appended (attention is causal), so they can be kept instead of recomputed. With a KVCache,

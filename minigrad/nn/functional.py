@@ -11,7 +11,7 @@ inputs' shapes and names itself, the shapes and what it expected when they are w
 import math
 
 from minigrad import backend
-from minigrad.ops.elementwise import check_broadcasts_to, check_same_dtype, data_of
+from minigrad.ops.elementwise import check_same_dtype, data_broadcasting_to, data_of
 from minigrad.ops.elementwise import gelu, relu, sigmoid, silu, softplus, tanh  # noqa: F401  (re-exported)
 from minigrad.nn.attention import scaled_dot_product_attention  # noqa: F401  (re-exported)
 # Fast attention variants on kernels/ (Numba CPU for NumPy data, Numba CUDA for CuPy data), re-exported:
@@ -165,11 +165,29 @@ def _normalized_shape(op, input, normalized_shape, weight, bias=None):
     return n
 
 
+def normalization_backward(g_hat, x_hat, rstd, axes, centered=True):
+    """dx for x_hat = (x - mean) / sigma, with mean and sigma taken over `axes`:
+
+        centered=True:   dx = (g_hat - mean(g_hat) - x_hat * mean(g_hat * x_hat)) / sigma    (layer_norm, batch_norm)
+        centered=False:  dx = (g_hat - x_hat * mean(g_hat * x_hat)) / sigma                  (rms_norm: sigma = rms)
+
+    g_hat is the upstream gradient times the weight, rstd = 1 / sigma (broadcastable to x_hat), and every
+    mean is over `axes`: the last dims for layer_norm and rms_norm, all dims but the channels for batch_norm.
+    The subtracted means make dx blind to what x_hat ignores: a shift of x (so dx sums to zero when
+    centered) and, up to eps, a rescaling of x (so dx is orthogonal to x_hat).
+    """
+    dx = g_hat - x_hat * (g_hat * x_hat).mean(axis=axes, keepdims=True)
+    if centered:
+        dx -= g_hat.mean(axis=axes, keepdims=True)
+    dx *= rstd
+    return dx
+
+
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     """y = x_hat * w + b,  x_hat = (x - mean) / sigma,  sigma = sqrt(var + eps), over the last dims.
 
-    Fused backward (N the normalized size, means over the normalized dims, g_hat = g * w):
-        dx = (1 / sigma) * (g_hat - mean(g_hat) - x_hat * mean(g_hat * x_hat))
+    Fused backward (means over the normalized dims, g_hat = g * w), dx by normalization_backward:
+        dx = (g_hat - mean(g_hat) - x_hat * mean(g_hat * x_hat)) / sigma
         dw = sum over the batch of g * x_hat,    db = sum over the batch of g.
     """
     n = _normalized_shape("layer_norm", input, normalized_shape, weight, bias)
@@ -191,13 +209,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
         dx = dw = db = None
         if input.requires_grad:
             g_hat = g if w is None else g * w
-            mean_g = g_hat.mean(axis=1, keepdims=True)
-            mean_gx = xp.einsum("ij,ij->i", g_hat, x_hat)[:, None] / n
-            dx = x_hat * mean_gx
-            xp.subtract(g_hat, dx, out=dx)
-            dx -= mean_g
-            dx *= rstd
-            dx = dx.reshape(input.shape)
+            dx = normalization_backward(g_hat, x_hat, rstd, axes=1).reshape(input.shape)
         if weight is not None and weight.requires_grad:
             dw = xp.einsum("ij,ij->j", g, x_hat).reshape(weight.shape)
         if bias is not None and bias.requires_grad:
@@ -229,7 +241,8 @@ def _layer_norm_cpu_kernel(input, n, weight, bias, eps):
 def rms_norm(input, normalized_shape, weight=None, eps=None):
     """y = x / rms(x) * w,  rms(x) = sqrt(mean(x^2) + eps) over the last dims (eps=None: the dtype's machine eps).
 
-    Fused backward (x_hat = x / rms, g_hat = g * w):  dx = (1 / rms) * (g_hat - x_hat * mean(g_hat * x_hat)).
+    Fused backward (x_hat = x / rms, g_hat = g * w), normalization_backward without centering:
+        dx = (g_hat - x_hat * mean(g_hat * x_hat)) / rms,    dw = sum over the batch of g * x_hat.
     """
     n = _normalized_shape("rms_norm", input, normalized_shape, weight)
     xp = backend.array_module(input.data)
@@ -245,11 +258,7 @@ def rms_norm(input, normalized_shape, weight=None, eps=None):
         dx = dw = None
         if input.requires_grad:
             g_hat = g if w is None else g * w
-            mean_gx = xp.einsum("ij,ij->i", g_hat, x_hat)[:, None] / n
-            dx = x_hat * mean_gx
-            xp.subtract(g_hat, dx, out=dx)
-            dx *= rstd
-            dx = dx.reshape(input.shape)
+            dx = normalization_backward(g_hat, x_hat, rstd, axes=1, centered=False).reshape(input.shape)
         if weight is not None and weight.requires_grad:
             dw = xp.einsum("ij,ij->j", g, x_hat).reshape(weight.shape)
         return (dx,) if weight is None else (dx, dw)
@@ -262,8 +271,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
 
     training=True: batch statistics over every dim but 1; running_mean/var (if given) are updated in
     place, r = (1 - momentum) r + momentum * stat, with the unbiased variance (as torch). Backward is
-    layer_norm's formula with the means taken over (N, *):
-        dx = (1/sigma) (g_hat - mean(g_hat) - x_hat mean(g_hat x_hat)),  g_hat = g * w.
+    layer_norm's (normalization_backward) with the means taken over (N, *):
+        dx = (g_hat - mean(g_hat) - x_hat * mean(g_hat * x_hat)) / sigma,  g_hat = g * w.
     training=False: the running statistics are constants, dx = g * w / sqrt(running_var + eps).
     """
     if input.ndim < 2:
@@ -312,9 +321,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         if input.requires_grad:
             g_hat = g if w is None else g * w
             if with_grad:
-                dx = g_hat - g_hat.mean(axis=axes, keepdims=True)
-                dx -= x_hat * (g_hat * x_hat).mean(axis=axes, keepdims=True)
-                dx *= rstd
+                dx = normalization_backward(g_hat, x_hat, rstd, axes)
             else:
                 dx = g_hat * rstd
         if weight is not None and weight.requires_grad:
@@ -420,8 +427,7 @@ def dropout(input, p=0.5, training=True, inplace=False, mask=None):
     if mask is None:
         keep = backend.to_device(default_generator.uniform(input.shape, backend.float32) >= p, input.device)
     else:
-        keep = data_of(mask)
-        check_broadcasts_to("dropout", "mask", keep.shape, input.shape)
+        keep = data_broadcasting_to("dropout", "mask", mask, input)
     if p == 1.0:
         scale = xp.zeros(keep.shape, dtype=input.dtype)
     else:

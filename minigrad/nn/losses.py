@@ -5,7 +5,7 @@ Each loss is one op with a hand-written backward. `_reduce` applies the reductio
 softmax(z) - q, never a chain of log_softmax and gather.
 """
 from minigrad import backend
-from minigrad.ops.elementwise import check_broadcasts_to, check_same_dtype, data_of
+from minigrad.ops.elementwise import check_same_dtype, data_broadcasting_to, data_of
 from minigrad.tensor import record
 
 
@@ -201,16 +201,13 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
     reduction = _reduction("binary_cross_entropy_with_logits", reduction, size_average, reduce)
     _same_shape("binary_cross_entropy_with_logits", input, target)
     check_same_dtype("binary_cross_entropy_with_logits", input, target, weight, pos_weight)
+    wd = data_broadcasting_to("binary_cross_entropy_with_logits", "weight", weight, input)
+    pw = data_broadcasting_to("binary_cross_entropy_with_logits", "pos_weight", pos_weight, input)
     xp = backend.array_module(input.data)
-    for name, extra in (("weight", weight), ("pos_weight", pos_weight)):
-        if extra is not None:
-            check_broadcasts_to("binary_cross_entropy_with_logits", name, extra.shape, input.shape)
     x, t = input.data, target.data
     softplus_neg = xp.log1p(xp.exp(-xp.abs(x))) + xp.maximum(-x, 0)    # softplus(-x)
-    pw = None if pos_weight is None else pos_weight.data
     scale = 1 if pw is None else 1 + (pw - 1) * t
     unweighted = (1 - t) * x + scale * softplus_neg
-    wd = None if weight is None else weight.data
     loss = unweighted if wd is None else unweighted * wd
 
     def grads(g):

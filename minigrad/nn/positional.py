@@ -27,7 +27,7 @@ import math
 from minigrad import backend
 from minigrad.nn.layers import Embedding
 from minigrad.nn.module import Module
-from minigrad.ops.elementwise import check_broadcasts_to
+from minigrad.ops.elementwise import data_broadcasting_to
 from minigrad.tensor import Tensor, record
 
 
@@ -135,9 +135,7 @@ def apply_rotary(x, cos, sin, interleaved=False):
     if x.ndim == 0 or x.shape[-1] % 2:
         raise ValueError(f"apply_rotary: the last dim of x must be even (features rotate in pairs), got shape "
                          f"{x.shape}")
-    cos, sin = (c.data if isinstance(c, Tensor) else c for c in (cos, sin))
-    for name, c in (("cos", cos), ("sin", sin)):
-        check_broadcasts_to("apply_rotary", name, c.shape, x.shape)
+    cos, sin = (data_broadcasting_to("apply_rotary", name, c, x) for name, c in (("cos", cos), ("sin", sin)))
     xp = backend.array_module(x.data)
     cos, sin = (backend.to_device(c, x.device).astype(x.dtype, copy=False) for c in (cos, sin))
     out = x.data * cos + _rotate(xp, x.data, interleaved) * sin

@@ -58,22 +58,29 @@ def check_same_dtype(op, *tensors):
                         f"convert with .float() or .double()")
 
 
-def check_broadcasts_to(op, what, shape, target):
-    """Raise unless an array of `shape` broadcasts to exactly `target` (a mask or weight for an input)."""
+def broadcast_operands(a, b, op: str):
+    """operands(a, b, op) for an elementwise op: their shapes must broadcast together, or a clear error."""
+    a, b = operands(a, b, op)
     try:
-        if backend.np.broadcast_shapes(shape, target) == tuple(target):
-            return
-    except ValueError:
-        pass
-    raise ValueError(f"{op}: {what} of shape {tuple(shape)} does not broadcast to the input's shape {tuple(target)}")
-
-
-def _check_broadcast(a, b, op):
-    try:
-        return backend.np.broadcast_shapes(a.shape, b.shape)
+        backend.np.broadcast_shapes(a.shape, b.shape)
     except ValueError:
         raise ValueError(f"{op}: shapes {a.shape} and {b.shape} do not broadcast (trailing dimensions must be "
                          f"equal or 1)") from None
+    return a, b
+
+
+def data_broadcasting_to(op, what, value, input):
+    """The array of `value` (a Tensor or an array, e.g. a mask or a weight; None passes through), checked to
+    broadcast to exactly the input's shape, or an error naming the op, `what` and both shapes."""
+    data = data_of(value)
+    if data is None:
+        return None
+    try:
+        if backend.np.broadcast_shapes(data.shape, input.shape) == input.shape:
+            return data
+    except ValueError:
+        pass
+    raise ValueError(f"{op}: {what} of shape {data.shape} does not broadcast to the input's shape {input.shape}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -82,8 +89,7 @@ def _check_broadcast(a, b, op):
 
 @tensor_method
 def add(a, b, alpha=1):
-    a, b = operands(a, b, "add")
-    _check_broadcast(a, b, "add")
+    a, b = broadcast_operands(a, b, "add")
     if alpha != 1:
         b = b * alpha
     return record(a.data + b.data, (a, b), lambda g: (g, g), "add")
@@ -91,15 +97,13 @@ def add(a, b, alpha=1):
 
 @tensor_method
 def sub(a, b):
-    a, b = operands(a, b, "sub")
-    _check_broadcast(a, b, "sub")
+    a, b = broadcast_operands(a, b, "sub")
     return record(a.data - b.data, (a, b), lambda g: (g, -g), "sub")
 
 
 @tensor_method
 def mul(a, b):
-    a, b = operands(a, b, "mul")
-    _check_broadcast(a, b, "mul")
+    a, b = broadcast_operands(a, b, "mul")
 
     def backward(g):
         return (g * b.data if a.requires_grad else None,
@@ -109,8 +113,7 @@ def mul(a, b):
 
 @tensor_method
 def div(a, b):
-    a, b = operands(a, b, "div")
-    _check_broadcast(a, b, "div")
+    a, b = broadcast_operands(a, b, "div")
     if not backend.is_floating(a.dtype):
         a, b = a.float(), b.float()
     out = a.data / b.data
@@ -137,8 +140,7 @@ def pow(a, b):
                 return (g * 2 * a.data,)
             return (g * exponent * a.data ** (exponent - 1),)
         return record(out, (a,), backward_scalar, "pow")
-    a, b = operands(a, b, "pow")
-    _check_broadcast(a, b, "pow")
+    a, b = broadcast_operands(a, b, "pow")
     out = a.data ** b.data
 
     def backward(g):
@@ -160,8 +162,7 @@ def neg(a):
 
 def _binary_extremum(a, b, name):
     """Elementwise max or min; at ties the gradient is split evenly, as in PyTorch."""
-    a, b = operands(a, b, name)
-    _check_broadcast(a, b, name)
+    a, b = broadcast_operands(a, b, name)
     xp = backend.array_module(a.data)
     pick, wins = (xp.maximum, xp.greater) if name == "maximum" else (xp.minimum, xp.less)
 
@@ -206,7 +207,7 @@ Tensor.__rpow__ = _rpow
 
 def _compare(name, fn):
     def compare(a, b):
-        a, b = operands(a, b, name)
+        a, b = broadcast_operands(a, b, name)
         return Tensor(fn(a.data, b.data))
     compare.__name__ = name
     return compare
@@ -374,7 +375,7 @@ Tensor.clip = clamp
 @tensor_method
 def where(condition, x, y):
     """x where condition else y; each gradient goes to the branch that was taken."""
-    x, y = operands(x, y, "where")
+    x, y = broadcast_operands(x, y, "where")
     cond = condition.data if isinstance(condition, Tensor) else condition
     if cond.dtype != backend.bool_:
         raise TypeError(f"where: condition must be a bool tensor, got {cond.dtype}")
@@ -391,10 +392,9 @@ def where(condition, x, y):
 @tensor_method
 def masked_fill(x, mask, value):
     """x with `value` where mask is True (mask broadcasts to x's shape)."""
-    m = mask.data if isinstance(mask, Tensor) else mask
+    m = data_broadcasting_to("masked_fill", "mask", mask, x)
     if m.dtype != backend.bool_:
         raise TypeError(f"masked_fill: mask must be a bool tensor, got {m.dtype}")
-    check_broadcasts_to("masked_fill", "mask", m.shape, x.shape)
     xp = backend.array_module(x.data)
     out = xp.where(m, xp.asarray(value, dtype=x.dtype), x.data)
     return record(out, (x,), lambda g: (xp.where(m, xp.zeros((), dtype=g.dtype), g),), "masked_fill")
