@@ -1,5 +1,6 @@
-"""BASED (Arora et al., 2024): linear attention with a Taylor feature map, a small sliding window of softmax
-attention, and short gated convolutions; the recall it buys for a fixed recurrent state.
+"""BASED, from Simple linear attention language models balance the recall-throughput tradeoff (Arora et al., 2024,
+arXiv:2402.18668): linear attention with a Taylor feature map, a small sliding window of softmax attention, and
+short gated convolutions; the recall it buys for a fixed recurrent state.
 
 The parts, each a token mixer x (B, T, E) -> (B, T, E) with `state_size()`, the floats one sequence carries from
 one decoding step to the next (per layer):
@@ -7,18 +8,20 @@ one decoding step to the next (per layer):
 | module | computes | state_size() |
 |---|---|---|
 | `BasedLinearAttention` | `linear_attention`, Taylor map phi on d' = feature_dim (16) | H F (Dh + 1), F = 1+d'+d'^2 |
-| | projections of q, k: y_i = sum_{j<=i} (phi_i . phi_j) v_j / (sum_{j<=i} phi_i . phi_j + eps) | (S, z per head) |
+| | projections of q, k, normalized causal linear attention | (S, z per head) |
 | `SlidingWindowAttention` | causal softmax attention over the last `window` positions (itself incl.) | 2 (window-1) E |
 | `BaseConv` | out_proj(SiLU(conv(u1)) * u2), (u1, u2) = in_proj(x), depthwise causal conv, kernel 3 | (kernel - 1) E |
 | `BasedMixer` | the three in parallel: linear(x) + sliding(x) (+ conv(x)) | the sum |
 
-phi(q) . phi(k) = 1 + q.k / sqrt(d') + (q.k)^2 / (2 d'), the 2nd-order Taylor expansion of e^(q.k / sqrt(d')):
-projecting to d' = 16 keeps the 273 features (and the state) small while the head's value dim Dh stays E / H. The
-linear part recalls from the whole past through a fixed state; the window recalls exactly, but only lately; the
-short convolution handles the local token patterns. The paper stacks them as separate layers (mostly BaseConv,
-with linear-attention and sliding-window layers interleaved; window 64); `BasedMixer` puts the same ingredients in
-one layer (branches summed), for small models; build interleaved stacks from the parts. For comparison, a softmax
-attention layer's KV cache is 2 (T - 1) E floats for a sequence of T: it grows with T; every state above does not.
+The equations are in the lower layers: linear attention in kernels/linear_attention/__init__.py, the Taylor map (the
+2nd-order Taylor expansion of e^(q.k / sqrt(d'))) in minigrad/nn/linear_attention.py, the sliding window in
+kernels/sliding_window_attention/__init__.py. Projecting to d' = 16 keeps the 273 features (and the state) small
+while the head's value dim Dh stays E / H. The linear part recalls from the whole past through a fixed state; the
+window recalls exactly, but only lately; the short convolution handles the local token patterns. The paper stacks
+them as separate layers (mostly BaseConv, with linear-attention and sliding-window layers interleaved; window 64);
+`BasedMixer` puts the same ingredients in one layer (branches summed), for small models; build interleaved stacks
+from the parts. For comparison, a softmax attention layer's KV cache is 2 (T - 1) E floats for a sequence of T: it
+grows with T; every state above does not.
 
 Conventions versus the official code: zoology's sliding window with block_size b keeps b + 1 keys (b before
 and the query itself): that is window = b + 1 here. Parameter names follow BASED (proj_q, proj_k, proj_v, proj_o;

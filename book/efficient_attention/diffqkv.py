@@ -1,4 +1,5 @@
-"""DiffQKV attention (Sigma, Lin et al., 2025): keys and values compressed differently, queries augmented.
+"""DiffQKV attention from Sigma: Differential Rescaling of Query, Key and Value for Efficient Language Models
+(Lin et al., 2025, arXiv:2501.13629): keys and values compressed differently, queries augmented.
 
 GQA shares each key/value head among a group of query heads, with as many key heads as value heads. DiffQKV
 makes the two counts independent (and the head dims too): Hq query heads, Hk key heads, Hv value heads,
@@ -15,7 +16,8 @@ The paper's ablations: fewer key heads hurt less than fewer value heads, and a s
 Augmented Q (a switch, `augmented_q_dim`): the query projection gets an intermediate layer,
 q = act(x W_1) W_2 with W_1: E -> augmented_q_dim, W_2: augmented_q_dim -> Hq Dk, act from `q_activation`
 (None for a purely linear bottleneck), adding capacity on the query side to make up for the compressed keys. The
-paper's text leaves the exact form open ([U] in SPECS): this is the form SPECS proposes.
+paper's text leaves the exact form open; we choose this two-layer bottleneck with a switchable nonlinearity, off
+by default (tests/test_efficient_attention_diffqkv.py::test_augmented_q_is_a_switch).
 
 The output of query head h has value head dim Dv; o_proj maps Hq Dv -> E. No positional encoding inside:
 add it to the input (learned positions) or to q and k before a subclass calls the attention.

@@ -1,4 +1,5 @@
-"""Routing attention (Roy, Saffar, Vaswani & Grangier, 2020): sparse attention inside online k-means clusters.
+"""Routing Transformer: Efficient Content-Based Sparse Attention with Routing Transformers (Roy, Saffar, Vaswani &
+Grangier, 2020, arXiv:2003.05997): sparse attention inside online k-means clusters.
 
 Each routing head layer-normalizes its queries and keys without gain or bias (so they lie on a sphere of radius
 sqrt(d)) and scores them against C centroids mu_c, a buffer that no gradient touches:
@@ -30,8 +31,9 @@ code), in `update_centroids(decay)` outside autograd:
 and a commitment loss beta * mean (x_t - sg(mu_{c(t)}))^2 (beta = 1e-4) pulls the vectors toward their
 centroids: the module leaves it in `commitment_loss` after each forward, for the training loop to add.
 
-Pitfall (SPECS): top-w compares a token with every other one, later tokens included, so during causal training
-which tokens a cluster takes depends on the future (the values it attends to never do).
+A pitfall of the method, kept as the paper has it: top-w compares a token with every other one, later tokens
+included, so during causal training which tokens a cluster takes depends on the future (the values it attends
+to never do: the causal mask inside each cluster is positional, tested in tests/test_efficient_attention_routing.py).
 
 Local heads (the paper mixes both kinds in a layer): the last `local_heads` heads skip the routing and attend to
 their last `local_window` positions with `sliding_window_attention` (the paper's local attention is blocked; a

@@ -1,16 +1,13 @@
-"""Causal self-attention with softplus attention (LSSA) and its re-weighting (LSSAR), Gao & Spratling (2025).
+"""Causal self-attention with softplus attention (LSSA) and its re-weighting (LSSAR), from Softplus Attention with
+Re-weighting Boosts Length Extrapolation in Large Language Models (Gao & Spratling, 2025, arXiv:2501.13428).
 
 A drop-in for GPT's CausalSelfAttention (book/models/gpt.py): the same projections and names (c_attn, c_proj,
-so a GPT checkpoint loads when qk_norm=False), the same forward(x, kv_cache=None), and softmax replaced by
-
-    LSSA:   A_ij = softplus(s_i q_i . k_j) / sum_{j'<=i} softplus(s_i q_i . k_j'),   s_i = scale log(i + 1)
-    LSSAR:  W_ij = relu((i + 1) A_ij - 1)^p / sum_j' relu((i + 1) A_ij' - 1)^p      (power=p; rows with nothing
-                                                                                     above uniform keep A)
-
-computed by `softplus_attention` (two-pass tiled kernels; the definitions and the choices the paper leaves open
-are in kernels/softplus_attention). QK-norm (the paper uses it): q and k of each head pass an RMSNorm with a
-learned gain (q_norm, k_norm) before the scores, which bounds q . k. scale = 1 / sqrt(D), or, with
-train_length L, 1 / (sqrt(D) log L), so that s = 1 / sqrt(D) at the training length (entropy invariance).
+so a GPT checkpoint loads when qk_norm=False), the same forward(x, kv_cache=None), and softmax replaced by LSSA
+(power=None) or LSSAR (power=p), computed by `softplus_attention` (two-pass tiled kernels). The equations, and the
+choices the paper leaves open, are in kernels/softplus_attention/__init__.py; here, causal, query i sees n_i = i + 1
+keys. QK-norm (the paper uses it): q and k of each head pass an RMSNorm with a learned gain (q_norm, k_norm) before
+the scores, which bounds q . k. scale = 1 / sqrt(D), or, with train_length L, 1 / (sqrt(D) log L), so that the
+length scale is 1 / sqrt(D) at the training length (entropy invariance).
 
 LSSAR needs no retraining: set `attn.power = 7` on a model trained with LSSA (power=None).
 KV cache: the prefill (no cached positions) and then one new position per call, which sees every cached key

@@ -1,16 +1,18 @@
-"""TransNormerLLM (Qin et al., 2023): a transformer block whose attention is linear, decayed and normalized.
+"""TransNormerLLM, from Scaling TransNormer to 175 Billion Parameters (Qin et al., 2023, arXiv:2307.14995): a
+transformer block whose attention is linear, decayed and normalized.
 
 Token mixer (gated linear attention with decay), per head h, x the normalized input (B, T, E):
 
     q, k, v, u = split(x W_qkvu)                 q, k <- SiLU(q), SiLU(k)          (v, u unchanged)
     LRPE:  x_t -> [x_t cos(theta t), x_t sin(theta t)]    (the head dim doubles; theta (H, D) learned)
            so  q'_s . k'_t = sum_i q_si k_ti cos(theta_i (s - t)):  a relative position, linear in the length
-    O_t = sum_{s<=t} lambda_h^(t-s) (q'_t . k'_s) v_s,      lambda_h = e^(-slope_h)   (Lightning attention)
+    O = lightning_attention(q', k', v, slopes)      (decayed causal linear attention, lambda_h = e^(-slope_h))
     y = W_o( SRMSNorm(O) * u ),      SRMSNorm(x) = x / sqrt(mean(x^2) + eps)   (no gain, over the E features)
 
 theta starts at 10000^(-2 i / (H D)), i = 0 .. H D - 1 (reshaped (H, D)); the slopes are TransNormerLLM's fixed
 ones, `transnormer_slopes(H, layer, num_layers)` (ALiBi's, lower layers decaying faster). No 1/sqrt(d), no
-softmax, no denominator: SRMSNorm keeps the output's scale.
+softmax, no denominator: SRMSNorm keeps the output's scale. The attention's equations, in each of its forms,
+are in kernels/lightning_attention/__init__.py.
 
 Channel mixer, SGLU (a GLU without activation): W_3((x W_1) * (x W_2)). The block is pre-norm:
 
@@ -20,9 +22,9 @@ The attention core has three forms, `form=` in forward (equal up to rounding, te
 
 | form | computes | cost |
 |---|---|---|
-| "naive" | ((Q K^T) * M) V with the decay mask M_ts = lambda^(t-s) (s <= t) | O(T^2) |
+| "naive" | the masked (T, T) decay matrix, in minigrad ops | O(T^2) |
 | "blocked" | `lightning_attention` (Lightning Attention-2 kernels: intra-block mask, inter-block KV state) | O(T) |
-| "recurrent" | kv_t = lambda kv_{t-1} + k_t^T v_t, o_t = q_t kv_t, a position at a time (`step`) | O(T), (2D, D) |
+| "recurrent" | the decayed KV state, one position at a time (`step`) | O(T), (2D, D) |
 
 Parameter names follow nanoTransNormer (Doraemonzzz): token_mixer.qkvu_proj, token_mixer.lrpe.theta,
 token_mixer.out_proj, channel_mixer.l1 / l2 / l3.
@@ -150,7 +152,7 @@ class TransNormerAttention(Module):
 
     def step(self, x, state=None):
         """One position: x (B, E) -> (y (B, E), state). state: None first, then what the last step returned,
-        (kv (B, H, 2D, D), position): kv_t = lambda kv_{t-1} + k_t^T v_t, o_t = q_t kv_t."""
+        (kv (B, H, 2D, D), position), kv the recurrent form's state (kernels/lightning_attention/__init__.py)."""
         if x.ndim != 2 or x.shape[-1] != self.embed_dim:
             raise ValueError(f"TransNormerAttention.step: expected x (B, {self.embed_dim}), got shape {x.shape}")
         kv, position = (None, 0) if state is None else state

@@ -1,4 +1,5 @@
-"""BERT (Devlin et al., 2019), the encoder, in minigrad, with Hugging Face BertModel's parameter names.
+"""BERT: Pre-training of Deep Bidirectional Transformers for Language Understanding (Devlin et al., 2019,
+arXiv:1810.04805): the encoder, in minigrad, with Hugging Face BertModel's parameter names.
 
     x = LayerNorm(word(ids) + token_type(types) + position(0..T-1))      # (B, T, C)
     for each layer:  x = LayerNorm(x + attn(x));  x = LayerNorm(x + FFN(x))      (post-LN)

@@ -1,4 +1,5 @@
-"""LAMA: low-rank factorized multi-head attention over a global context (Mehta et al., 2019).
+"""LAMA, from Low Rank Factorization for Compact Multi-Head Self-Attention (Mehta et al., 2019, arXiv:1912.00835):
+low-rank factorized multi-head attention over a global context.
 
 Given encoder states H = (h_1 .. h_n), h_i in R^d (a BiGRU's, in the paper), and a mask of real tokens:
 

@@ -1,4 +1,5 @@
-"""Pointer Networks (Vinyals, Fortunato & Jaitly, 2015): attention used as the output, a pointer to an input.
+"""Pointer Networks (Vinyals, Fortunato & Jaitly, 2015, arXiv:1506.03134): attention used as the output, a pointer
+to an input.
 
 An encoder LSTM reads the inputs P = (P_1, ..., P_n); a decoder LSTM emits one output per step, and each output
 is a position of the input, chosen by additive attention over the encoder states:

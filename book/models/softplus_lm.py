@@ -1,17 +1,18 @@
-"""A decoder LM whose attention is selectable: softmax, LSSA or LSSAR (Gao & Spratling, 2025), for chapter 07.
+"""A decoder LM whose attention is selectable: softmax, LSSA or LSSAR, for chapter 07; LSSA and LSSAR are from
+Softplus Attention with Re-weighting Boosts Length Extrapolation in Large Language Models (Gao & Spratling, 2025,
+arXiv:2501.13428).
 
 It is DecoderLM (book/models/decoder_lm.py: embeddings, pre-/post-LN blocks, FFN, head) with every block's
 attention replaced by SelectableSelfAttention, which computes q, k, v as DecoderLM's attention does (same
 parameter names, qkv and proj), optionally RMS-normalizes q and k per head (QK-norm, learned gains), rotates them
 (RoPE), and then applies one of
 
-    softmax:   O = softmax(q_i . k_j / sqrt(D)) V                                          (j <= i)
-    softplus:  A_ij = softplus(s_i q_i . k_j) / sum_{j' <= i} softplus(s_i q_i . k_j'),
-               s_i = log(i + 1) / (sqrt(D) log L);
-               power None: O = A V (LSSA);   power p: O = W V with W = normalized relu((i + 1) A - 1)^p (LSSAR)
+    attention="softmax":   causal F.scaled_dot_product_attention (scale 1 / sqrt(D))
+    attention="softplus":  causal F.softplus_attention, LSSA with power=None, LSSAR with power=p
 
-L = train_length: s_i = 1 / sqrt(D) at the training length (entropy invariance; without train_length the scale
-is log(i + 1) / sqrt(D)). The softplus op is F.softplus_attention (its kernels document the details).
+(the softplus equations are in kernels/softplus_attention/__init__.py). The softplus scale is 1 / (sqrt(D) log L),
+L = train_length, so that the length scale of query i, scale log(i + 1), is 1 / sqrt(D) at the training length
+(entropy invariance); without train_length it is 1 / sqrt(D).
 `set_power(p)` switches the re-weighting on (or off with None) in every layer of a trained model: LSSAR needs
 no retraining.
 

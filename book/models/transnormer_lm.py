@@ -1,4 +1,5 @@
-"""A small TransNormerLLM language model (Qin et al., 2023) for the experiments of chapter 07.
+"""A small TransNormerLLM language model, from Scaling TransNormer to 175 Billion Parameters (Qin et al., 2023,
+arXiv:2307.14995), for the experiments of chapter 07.
 
     x = embed(idx)                                          # (B, T, E), no position embedding: LRPE inside
     for l in 0 .. L-1:  x = TransNormerBlock_l(x)           # pre-norm: gated decayed linear attention, then SGLU
@@ -6,8 +7,9 @@
 
 Block l decays with TransNormerLLM's slopes for layer l of L (`transnormer_slopes`: lambda_h = e^(-slope_h),
 lower layers decaying faster, the last one hardly at all). `decay=False` sets every slope to 0 (lambda = 1): the
-token mixer becomes plain causal linear attention on the same features, O_t = sum_{s<=t} (q_t . k_s) v_s, with no
-denominator, while every parameter stays the same; the ablation of the decay, nothing else changed.
+token mixer becomes plain causal linear attention on the same features (slope 0 in the equations of
+kernels/lightning_attention/__init__.py), with no denominator, while every parameter stays the same; the ablation
+of the decay, nothing else changed.
 
 The blocks are book.efficient_attention's (checked against a PyTorch twin); `form` picks the attention's
 algorithm: "blocked" (Lightning attention kernels, O(T)), "naive" (the masked (T, T) decay matrix) or "recurrent"

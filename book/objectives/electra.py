@@ -1,4 +1,5 @@
-"""ELECTRA (Clark et al., 2020): replaced token detection with a small generator.
+"""ELECTRA: Pre-training Text Encoders as Discriminators Rather Than Generators (Clark et al., 2020,
+arXiv:2003.10555): replaced token detection with a small generator.
 
     x~      = x with [MASK] at the selected positions S (85%; 15% keep the original: no random ids)
     x^_t    = argmax_v (z_tv / tau + g_tv),  g = -log(-log u), u ~ U(0, 1)      for t in S   (Gumbel-max:

@@ -1,4 +1,5 @@
-"""MEAP (Zhuang et al., 2025): mask-enhanced autoregressive prediction, for a decoder-only model.
+"""MEAP, from Mask-Enhanced Autoregressive Prediction: Pay Less Attention to Learn More (Zhuang et al., 2025,
+arXiv:2502.07490): a fraction of a decoder-only model's inputs masked during next-token training.
 
     inputs_t  = [MASK] for t in M_b, tokens_t otherwise         (t = 0..T-1; M_b drawn for each row b)
     targets_t = tokens_{t+1}                                     (the ORIGINAL next token, masked or not)

@@ -1,4 +1,5 @@
-"""Masked language modeling (BERT; Devlin et al., 2019): corrupt some tokens, predict the originals.
+"""Masked language modeling, from BERT: Pre-training of Deep Bidirectional Transformers for Language Understanding
+(Devlin et al., 2019, arXiv:1810.04805): corrupt some tokens, predict the originals.
 
     selected  ~ a fraction `rate` (0.15) of the maskable tokens of each row (never [CLS], [SEP], padding)
     x~_t      = [MASK] (80%), a uniformly random id (10%) or x_t itself (10%), for t selected; x_t elsewhere

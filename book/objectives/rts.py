@@ -1,4 +1,5 @@
-"""Token-substitution objectives of Di Liello et al. (2022): RTS, C-RTS and SLM. No generator, no [MASK].
+"""RTS, C-RTS and SLM from Structural Self-Supervised Objectives for Transformers (Di Liello, 2023,
+arXiv:2309.08272, part I; first published by Di Liello et al., 2022): token substitution, no generator, no [MASK].
 
 RTS (random token substitution): replace a fraction (0.15) of the tokens by uniformly random ids; a binary head
 (H -> 2) says, for every non-padding token, whether it was replaced:
@@ -17,8 +18,8 @@ SLM (swapped language modeling): MLM without [MASK]: every selected token is rep
 the ORIGINAL id over the vocabulary at the selected positions only (labels IGNORE_INDEX elsewhere), with the
 MLM loss and head.
 
-Decisions on the points the papers leave open ([U] in SPECS.md), checked against
-lucadiliello/transformers-framework (language/modeling.py, pipelines/cluster_random_token_detection/base.py):
+Decisions on the points the papers leave open, checked against the official code, lucadiliello/transformers-framework
+(language/modeling.py, pipelines/cluster_random_token_detection/base.py), and tested in tests/test_objectives_rts.py:
 - The label "replaced" is y = [x_corr != x]: a random id that happens to equal the original is labeled 0, as in
   ELECTRA. The official code labels every selected position 1, which matters for C-RTS, where the drawn token
   can be the original with probability 1/|cluster|.

@@ -1,6 +1,6 @@
-"""FlashAttention as a minigrad op: exact softmax attention without the (T, S) score matrix.
-
-    O = softmax(scale * Q K^T + M) V
+"""FlashAttention (Dao et al., 2022, arXiv:2205.14135; FlashAttention-2, Dao, 2023, arXiv:2307.08691) as a
+minigrad op: exact softmax attention, the function of `scaled_dot_product_attention`, without the (T, S) score
+matrix (the equations and the tiled algorithm are in kernels/flash_attention/__init__.py).
 
 The forward and backward are the tiled kernels of kernels/flash_attention/, chosen by where the data lives:
 NumPy arrays run the Numba CPU kernels (float32 or float64), CuPy arrays the Numba CUDA kernels. The forward
@@ -10,7 +10,7 @@ Beyond `scaled_dot_product_attention`: query heads may share key heads and (inde
 (GQA, MQA, DiffQKV), and a per-batch key padding mask drops padded keys. A query with no visible key gets
 output 0 and zero gradients.
 """
-from kernels.flash_attention import check_inputs
+from kernels.common import check_inputs
 from minigrad.tensor import Tensor, record
 
 

@@ -1,12 +1,13 @@
-"""Lightning Attention (TransNormerLLM, Qin et al.): causal linear attention with a per-head exponential decay.
+"""Lightning Attention as a minigrad op: causal linear attention with a per-head exponential decay, from Scaling
+TransNormer to 175 Billion Parameters (TransNormerLLM; Qin et al., 2023, arXiv:2307.14995) and Lightning
+Attention-2 (Qin et al., 2024, arXiv:2401.04658).
 
-    O_t = sum_{s<=t} lambda_h^(t-s) (q_t . k_s) v_s,      lambda_h = e^(-slope_h)
-
-No softmax, no feature map, no denominator: TransNormerLLM applies SiLU to q and k before this op and SRMSNorm to
-its output. The op's forward and backward are the blocked kernels of kernels/lightning_attention (intra-block
-decay matrix, inter-block decayed KV state): NumPy data runs the Numba CPU kernel, CuPy data the CUDA kernels.
-The slopes may be fixed (TransNormerLLM's, `transnormer_slopes`) or learned: a Tensor that requires grad gets
-dL/dslope from the same three products as dq and dk.
+The equations (naive, recurrent and blocked forms, and the slope's gradient) are in
+kernels/lightning_attention/__init__.py. No softmax, no feature map, no denominator: TransNormerLLM applies SiLU to
+q and k before this op and SRMSNorm to its output. The op's forward and backward are the blocked kernels of
+kernels/lightning_attention (intra-block decay matrix, inter-block decayed KV state): NumPy data runs the Numba CPU
+kernel, CuPy data the CUDA kernels. The slopes may be fixed (TransNormerLLM's, `transnormer_slopes`) or learned: a
+Tensor that requires grad gets dL/dslope from the same three products as dq and dk.
 """
 from kernels.lightning_attention import transnormer_slopes  # noqa: F401  (re-exported)
 from minigrad.nn.linear_attention import _masked_keys, attention_kernels

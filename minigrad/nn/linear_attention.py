@@ -1,7 +1,9 @@
-"""Causal linear attention (Katharopoulos et al., 2020) and BASED's Taylor feature map (Arora et al., 2024).
+"""Causal linear attention, from Transformers are RNNs: Fast Autoregressive Transformers with Linear Attention
+(Katharopoulos et al., 2020, arXiv:2006.16236), and the Taylor feature map of BASED, from Simple linear attention
+language models balance the recall-throughput tradeoff (Arora et al., 2024, arXiv:2402.18668).
 
-    o_i = sum_{j<=i} (phi(q_i) . phi(k_j)) v_j / (sum_{j<=i} phi(q_i) . phi(k_j) + eps)
-
+Linear attention's equations (quadratic, recurrent and chunked forms, and their backward) are in
+kernels/linear_attention/__init__.py; the feature maps, which the kernels take as given, are defined here.
 `linear_attention` applies the feature map phi as ordinary minigrad ops (so a learned map gets its gradient from
 autograd) and the rest is one op whose forward and backward are the chunked kernels of kernels/linear_attention:
 NumPy data runs the Numba CPU kernel, CuPy data the Numba CUDA kernels. Feature maps:
@@ -9,8 +11,8 @@ NumPy data runs the Numba CPU kernel, CuPy data the Numba CUDA kernels. Feature 
     elu_feature_map(x)    = elu(x) + 1 > 0                                     (Katharopoulos et al.)
     taylor_feature_map(x) = [1, x / d^(1/4), vec(x x^T) / (sqrt(2) sqrt(d))]   (BASED; 1 + d + d^2 features)
 
-so that taylor_feature_map(q) . taylor_feature_map(k) = 1 + q.k / sqrt(d) + (q.k)^2 / (2 d), the 2nd-order
-Taylor expansion of e^(q.k / sqrt(d)). `linear_attention_step` is the recurrent form for decoding: a state of
+so that taylor_feature_map(q) . taylor_feature_map(k) = 1 + x + x^2 / 2 = ((1 + x)^2 + 1) / 2 > 0, x = q.k / sqrt(d),
+the 2nd-order Taylor expansion of e^x. `linear_attention_step` is the recurrent form for decoding: a state of
 (F x Dv, F) per head instead of a growing KV cache.
 """
 import importlib
@@ -119,9 +121,8 @@ def linear_attention_step(query, key, value, state=None, feature_map="elu", norm
     """One decoding step of causal linear attention: (output (B, Hq, Dv), new state).
 
     query (B, Hq, D), key (B, Hk, D), value (B, Hv, Dv): the new token. state: None at the first token, then what
-    the previous step returned, (S (B, Hq, F, Dv), z (B, Hq, F)) = (sum_j phi(k_j) v_j^T, sum_j phi(k_j)):
-
-        S <- S + phi(k) v^T,   z <- z + phi(k),   o = phi(q) S / (phi(q) . z + eps)
+    the previous step returned, (S (B, Hq, F, Dv), z (B, Hq, F)) = (sum_j phi(k_j) v_j^T, sum_j phi(k_j)), updated
+    by the recurrent form in kernels/linear_attention/__init__.py.
 
     The state's size does not grow with the sequence (a KV cache does). Built from minigrad ops: differentiable.
     """

@@ -1,8 +1,6 @@
 """Sliding-window (local) causal softmax attention: each query sees its last `window` keys, O(T w) work.
 
-    query i sees key j  iff  i - window < j <= i   (and the key is real)
-    O = softmax(scale * Q K^T + M) V
-
+The band mask, the equations and the tiled algorithm are in kernels/sliding_window_attention/__init__.py.
 The op's forward and backward are the tiled kernels of kernels/sliding_window_attention (FlashAttention's online
 softmax on the band, key tiles outside it skipped): NumPy data runs the Numba CPU kernels, CuPy data the CUDA
 kernels. window >= T is causal attention. A query that sees no key gets output 0 and zero gradients.

@@ -1,13 +1,12 @@
-"""Softplus attention with a length scale (LSSA) and its re-weighting (LSSAR), Gao & Spratling (2025).
+"""Softplus attention with a length scale (LSSA) and its re-weighting (LSSAR) as a minigrad op, from Softplus
+Attention with Re-weighting Boosts Length Extrapolation in Large Language Models (Gao & Spratling, 2025,
+arXiv:2501.13428).
 
-    LSSA:  A_ij = softplus(s_i q_i . k_j) / sum_j softplus(s_i q_i . k_j),   s_i = scale log(n_i),   O = A V
-    LSSAR: W_ij = relu(n_i A_ij - 1)^p / sum_j relu(n_i A_ij - 1)^p,                                 O = W V
-
-n_i is the number of keys query i sees. softplus replaces softmax's e^x (l1 normalization kept); the log(n_i)
-factor keeps the attention entropy steady as sequences grow; LSSAR, applied without retraining, drops the weights
-below uniform and sharpens the rest. The choices the paper's text leaves open are listed, and tested, in
-kernels/softplus_attention. The op's forward and backward are the two-pass tiled kernels there: NumPy data runs
-the Numba CPU kernels, CuPy data the CUDA kernels.
+softplus replaces softmax's e^x (the l1 normalization is kept), a log(n_i) factor on the scores keeps the
+attention entropy steady as sequences grow (n_i the number of keys query i sees), and LSSAR, applied without
+retraining, drops the weights below uniform and sharpens the rest. The equations, and the choices the paper's
+text leaves open, are in kernels/softplus_attention/__init__.py (tested there). The op's forward and backward
+are the two-pass tiled kernels of that package: NumPy data runs the Numba CPU kernels, CuPy data the CUDA kernels.
 """
 from minigrad.nn.linear_attention import attention_kernels
 from minigrad.tensor import record
