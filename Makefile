@@ -34,8 +34,10 @@ book: $(STAMP)
 fast-book: $(STAMP)
 	$(PY) -m book --fast
 
+# One pytest worker per core (pytest-xdist); worksteal lets an idle worker take queued tests from a busy one, so the
+# long notebook runs do not pile up on one worker at the end.
 test: $(STAMP)
-	$(PY) -m pytest --exercises=solutions
+	$(PY) -m pytest -n auto --dist worksteal --exercises=solutions
 
 check: $(STAMP)
 	$(PY) -m pytest exercises/$(CH)_* --exercises=reader -p no:cacheprovider -q --tb=short -rN
