@@ -20,8 +20,8 @@ the cache then cannot be extended (the positions shift), so it is rebuilt from t
 """
 from minigrad import backend
 from minigrad.backend import np
-from book.models.gpt import KVCache
 from minigrad.tensor import Tensor, no_grad
+from book.models.gpt import KVCache
 
 
 def _array(x):

@@ -26,8 +26,8 @@ from dataclasses import asdict, dataclass, field
 import minigrad
 from minigrad import backend, nn, optim
 from minigrad.backend import np
-from book.data.shakespeare import get_batch
 from minigrad.optim import lr_scheduler
+from book.data.shakespeare import get_batch
 
 CHECKPOINT_FORMAT = "minigrad checkpoint v1"
 

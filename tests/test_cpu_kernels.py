@@ -2,11 +2,11 @@
 Their values and gradients are checked against torch through the minigrad ops that use them."""
 import pytest
 
-from minigrad.backend import np
 from kernels.activations import exp_neg, gelu_backward, gelu_forward
 from kernels.cross_entropy import cross_entropy_backward, cross_entropy_forward
 from kernels.layernorm import layer_norm_backward, layer_norm_forward
 from kernels.softmax import softmax_backward, softmax_forward
+from minigrad.backend import np
 
 ROW = np.array([[1.0, np.nan, -2.0, 0.5]], dtype=np.float32)
 

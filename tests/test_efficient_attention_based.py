@@ -14,9 +14,9 @@ import torch.nn.functional as TF
 
 import minigrad as mg
 from minigrad.backend import np
+from minigrad.nn.linear_attention import linear_attention_step
 from book.efficient_attention import (BaseConv, BasedLinearAttention, BasedMixer, ShortConvolution,
                                              SlidingWindowAttention)
-from minigrad.nn.linear_attention import linear_attention_step
 from book.testing import check_module_against_torch, random_array
 
 

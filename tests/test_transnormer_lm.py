@@ -6,8 +6,8 @@ import torch.nn.functional as TF
 
 import minigrad as mg
 from minigrad.backend import np
-from book.models.transnormer_lm import TransNormerLM, TransNormerLMConfig
 from minigrad.nn.linear_attention import linear_attention
+from book.models.transnormer_lm import TransNormerLM, TransNormerLMConfig
 from tests.test_efficient_attention_transnormer import TorchTransNormerBlock, srms_norm
 
 VOCAB, EMBED, HEADS, LAYERS = 11, 16, 4, 3

@@ -24,13 +24,13 @@ from dataclasses import dataclass
 import minigrad
 from minigrad import nn
 from minigrad.backend import np
+from minigrad.optim import lr_scheduler
 from book.models.bert import BertConfig
 from book.objectives import (ELECTRA_SPLIT, IGNORE_INDEX, BertForMaskedLM, BertForTokenDetection, ElectraConfig,
                                  ElectraPretraining, apply_mlm_masking, cluster_vocabulary, detection_labels,
                                  draw_cluster_substitution, draw_gumbel_noise, draw_mlm_masking,
                                  draw_random_substitution, draw_swaps, mlm_loss, substitute_tokens,
                                  token_detection_loss, update_cluster_counts)
-from minigrad.optim import lr_scheduler
 from book.tokenizers.bpe import BPETokenizer
 from book.training import configure_optimizer
 

@@ -183,6 +183,17 @@ class BertPooler(nn.Module):
         return self.dense(x[:, 0]).tanh()                                        # (B, C), from [CLS]
 
 
+def init_bert_weights(module, std):
+    """BERT's initialization of one module: N(0, std) for Linear and Embedding weights, zero biases, the
+    padding row at zero (LayerNorms keep their ones and zeros). model.apply(lambda m: init_bert_weights(m, std))."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        init.normal_(module.weight, 0.0, std)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        init.zeros_(module.bias)
+    if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+        module.weight.data[module.padding_idx] = 0
+
+
 class BertModel(nn.Module):
     """forward(input_ids (B, T), attention_mask (B, T) 1 = token / 0 = padding, token_type_ids (B, T))
     -> BertModelOutput(last_hidden_state (B, T, C), pooler_output (B, C) or None without a pooler).
@@ -197,16 +208,7 @@ class BertModel(nn.Module):
         self.embeddings = BertEmbeddings(config)
         self.encoder = BertEncoder(config)
         self.pooler = BertPooler(config) if config.add_pooling_layer else None
-        self.apply(self._init_weights)
-
-    def _init_weights(self, module):
-        std = self.config.initializer_range
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            init.normal_(module.weight, 0.0, std)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            init.zeros_(module.bias)
-        if isinstance(module, nn.Embedding) and module.padding_idx is not None:
-            module.weight.data[module.padding_idx] = 0
+        self.apply(lambda module: init_bert_weights(module, config.initializer_range))
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None):
         input_ids = checked_ids("input_ids", input_ids)

@@ -24,9 +24,9 @@ import math
 from dataclasses import dataclass
 
 from minigrad import nn
-from book.models.decoder_lm import DecoderLM, DecoderLMConfig
 from minigrad.nn import functional as F
 from minigrad.nn.positional import RotaryEmbedding
+from book.models.decoder_lm import DecoderLM, DecoderLMConfig
 
 ATTENTIONS = ("softmax", "softplus")
 

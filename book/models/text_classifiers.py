@@ -20,11 +20,11 @@ from dataclasses import dataclass
 
 from minigrad import backend
 from minigrad import nn
-from book.models.lama import LAMA, masked_attention, masked_mean, padding_mask, zero_pads
 from minigrad.nn import functional as F
 from minigrad.ops import cat
 from minigrad.ops.elementwise import check_same_dtype
 from minigrad.tensor import Tensor, record
+from book.models.lama import LAMA, masked_attention, masked_mean, padding_mask, zero_pads
 
 
 class MeanPooling(nn.Module):

@@ -18,10 +18,10 @@ algorithm: "blocked" (Lightning attention kernels, O(T)), "naive" (the masked (T
 from dataclasses import dataclass
 
 from minigrad.nn import functional as F
-from book.efficient_attention import SimpleRMSNorm, TransNormerBlock
 from minigrad.nn.layers import Embedding, Linear
 from minigrad.nn.containers import ModuleList
 from minigrad.nn.module import Module
+from book.efficient_attention import SimpleRMSNorm, TransNormerBlock
 
 
 @dataclass

@@ -32,10 +32,11 @@ from dataclasses import dataclass, replace
 import minigrad
 from minigrad import backend, nn
 from minigrad.backend import np
-from book.models.bert import BertConfig, BertEmbeddings, BertEncoder, checked_attention_mask, checked_ids
 from minigrad.nn import functional as F
-from book.objectives.mlm import IGNORE_INDEX, as_array, init_bert_weights, mlm_loss
 from minigrad.tensor import Tensor
+from book.models.bert import (BertConfig, BertEmbeddings, BertEncoder, checked_attention_mask, checked_ids,
+                              init_bert_weights)
+from book.objectives.mlm import IGNORE_INDEX, as_array, mlm_loss
 
 ELECTRA_SPLIT = (0.85, 0.0, 0.15)   # MASK, RANDOM, KEEP for the generator's input (pretrain_helpers.mask)
 

@@ -27,10 +27,10 @@ from dataclasses import replace
 import minigrad
 from minigrad import backend, nn
 from minigrad.backend import np
-from book.models.bert import BertConfig, BertModel
 from minigrad.nn import functional as F
 from minigrad.nn import init
 from minigrad.tensor import Tensor
+from book.models.bert import BertConfig, BertModel, init_bert_weights
 
 IGNORE_INDEX = -100                 # labels of positions without a prediction (torch's cross_entropy default)
 MASK, RANDOM, KEEP = 0, 1, 2        # what happens to a selected token (MaskingDraws.action)
@@ -185,17 +185,6 @@ def mlm_loss(logits, labels):
 
 
 # ---- the model ----------------------------------------------------------------------------------
-
-def init_bert_weights(module, std):
-    """BERT's initialization of one module: N(0, std) for Linear and Embedding weights, zero biases, the
-    padding row at zero (LayerNorms keep their ones and zeros). model.apply(lambda m: init_bert_weights(m, std))."""
-    if isinstance(module, (nn.Linear, nn.Embedding)):
-        init.normal_(module.weight, 0.0, std)
-    if isinstance(module, nn.Linear) and module.bias is not None:
-        init.zeros_(module.bias)
-    if isinstance(module, nn.Embedding) and module.padding_idx is not None:
-        module.weight.data[module.padding_idx] = 0
-
 
 class BertPredictionHeadTransform(nn.Module):
     """h -> LayerNorm(GELU(W h + b)), (B, T, C) -> (B, T, C)."""

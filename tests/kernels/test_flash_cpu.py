@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-import minigrad
 from kernels.flash_attention import cpu, reference
+import minigrad
 from minigrad.nn.flash_attention import flash_attention
 from book.testing import assert_close, check_against_torch
 

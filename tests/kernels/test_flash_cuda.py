@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from numba import config, cuda
 
-import minigrad
 from kernels.flash_attention import cuda as flash_cuda
 from kernels.flash_attention import reference
+import minigrad
 from minigrad import backend
 from book.testing import assert_close
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-import minigrad
 from kernels.lightning_attention import cpu, reference, transnormer_slopes
+import minigrad
 from minigrad.nn.lightning_attention import lightning_attention
 from book.testing import assert_close, check_against_torch
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-import minigrad
 from kernels.linear_attention import cpu, reference
+import minigrad
 from minigrad.nn.linear_attention import linear_attention, linear_attention_step, taylor_feature_map
 from book.testing import assert_close, check_against_torch
 

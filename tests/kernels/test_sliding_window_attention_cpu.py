@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-import minigrad
 from kernels.sliding_window_attention import cpu, reference
+import minigrad
 from minigrad.nn.sliding_window_attention import sliding_window_attention
 from book.testing import assert_close, check_against_torch
 
