@@ -38,6 +38,17 @@ def test_sdpa_with_attn_mask(kind):
                         _inputs(shapes) + [mask], no_grad=(3,))
 
 
+@pytest.mark.parametrize("shapes", SHAPES[:1] + SHAPES[2:])
+@pytest.mark.parametrize("bias_shape", [(5, 7), (3, 5, 7), (2, 1, 5, 7)], ids=["LS", "HLS", "B1LS"])
+def test_sdpa_learned_float_mask_gets_its_gradient(shapes, bias_shape):
+    """A float attn_mask that requires grad is a learned bias: its gradient is summed over the broadcast dims."""
+    L, S = shapes[0][-2], shapes[1][-2]
+    bias = random_array(bias_shape[:-2] + (L, S), seed=9)
+    check_against_torch(lambda q, k, v, b: F.scaled_dot_product_attention(q, k, v, attn_mask=b),
+                        lambda q, k, v, b: torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=b),
+                        _inputs(shapes) + [bias])
+
+
 def test_sdpa_dropout_with_a_given_mask():
     shapes = SHAPES[0]
     keep = np.random.default_rng(4).random((2, 3, 5, 7)) > 0.25

@@ -16,8 +16,9 @@ from book.testing import check_against_torch, random_array
 E, H = 12, 3
 
 
-def check_mha(kwargs, q_shape, kv_shapes, masks=None, forward_kwargs=None, seed=0):
-    """masks: dict of forward mask arguments (numpy arrays, bool or float), passed to both modules."""
+def check_mha(kwargs, q_shape, kv_shapes, masks=None, forward_kwargs=None, seed=0, learned_masks=False):
+    """masks: dict of forward mask arguments (numpy arrays, bool or float), passed to both modules; with
+    learned_masks the float ones require grad and their gradients are compared too."""
     masks, forward_kwargs = masks or {}, forward_kwargs or {}
     torch.manual_seed(seed)
     torch_mha = torch.nn.MultiheadAttention(E, H, **kwargs).double().eval()
@@ -38,7 +39,7 @@ def check_mha(kwargs, q_shape, kv_shapes, masks=None, forward_kwargs=None, seed=
 
     inputs = [random_array(q_shape, seed + 1), random_array(kv_shapes[0], seed + 2), random_array(kv_shapes[1], seed + 3),
               *masks.values(), *params]
-    float_masks = tuple(3 + i for i, m in enumerate(masks.values()) if m.dtype != bool)
+    float_masks = () if learned_masks else tuple(3 + i for i, m in enumerate(masks.values()) if m.dtype != bool)
     return check_against_torch(lambda *a: call(mg_mha, nn.utils.functional_call, a),
                                lambda *a: call(torch_mha, torch.func.functional_call, a),
                                inputs, no_grad=float_masks)
@@ -83,6 +84,15 @@ def test_mha_masks_match_torch(kind, kwargs):
     check_mha(kwargs, (N, L, E), ((N, S, E), (N, S, E)),
               masks=dict(key_padding_mask=padding, attn_mask=attention),
               forward_kwargs=dict(average_attn_weights=False))
+
+
+@pytest.mark.parametrize("kwargs, q_shape, kv_shapes", [LAYOUTS[0], LAYOUTS[5], LAYOUTS[6]],
+                         ids=["plain", "bias_kv", "zero_attn"])
+def test_mha_learned_float_masks_get_their_gradients(kwargs, q_shape, kv_shapes):
+    """Finite float masks that require grad (learned biases): per-head attn_mask (N*H, L, S) and a float
+    key_padding_mask, their gradients against torch's, also when extra keys are appended."""
+    masks = dict(attn_mask=random_array((N * H, L, S), seed=11), key_padding_mask=random_array((N, S), seed=12))
+    check_mha(kwargs, q_shape, kv_shapes, masks=masks, learned_masks=True)
 
 
 def test_mha_per_head_attn_mask_and_causal_hint():

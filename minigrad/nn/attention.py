@@ -33,7 +33,12 @@ def _additive_mask(xp, attn_mask, is_causal, shape, dtype):
 
 
 def masked_softmax(scores, scale, attn_mask=None, is_causal=False):
-    """softmax(scores * scale + M) over the last dim, M from attn_mask / is_causal (see the module doc)."""
+    """softmax(scores * scale + M) over the last dim, M from attn_mask / is_causal (see the module doc).
+
+    A float attn_mask Tensor that requires grad is a learned bias (relative position biases, learned ALiBi
+    slopes): it gets the gradient of the softmax's input, dM = P * (dP - sum_j dP_j P_j), summed over the
+    dims it was broadcast along; the scores get scale * dM.
+    """
     xp = backend.array_module(scores.data)
     if attn_mask is None and backend.uses_cpu_kernels(scores.data) and scores.data.size:
         from kernels.softmax import softmax_backward, softmax_forward
@@ -42,10 +47,14 @@ def masked_softmax(scores, scale, attn_mask=None, is_causal=False):
     bias = _additive_mask(xp, attn_mask, is_causal, scores.shape, scores.dtype)
     logits = scores.data * scores.dtype.type(scale)
     p = softmax_array(logits if bias is None else logits + bias, -1)
+    learned_bias = isinstance(attn_mask, Tensor) and attn_mask.requires_grad
 
     def backward(g):
-        return (scale * p * (g - (g * p).sum(axis=-1, keepdims=True)),)
-    return record(p, (scores,), backward, "masked_softmax")
+        d_logits = p * (g - (g * p).sum(axis=-1, keepdims=True))
+        if not learned_bias:
+            return (scale * d_logits,)
+        return scale * d_logits, d_logits.astype(attn_mask.dtype, copy=False)
+    return record(p, (scores, attn_mask) if learned_bias else (scores,), backward, "masked_softmax")
 
 
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,

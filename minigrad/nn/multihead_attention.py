@@ -21,14 +21,17 @@ from minigrad.tensor import Tensor
 
 
 def _additive(mask, dtype, name):
-    """A bool (True = ignore) or float mask as an array to add to the scores."""
+    """A bool (True = ignore) or float mask as a Tensor to add to the scores; a float mask Tensor is kept as it
+    is, so a learned one (requires_grad) gets its gradient."""
     m = mask.data if isinstance(mask, Tensor) else mask
     xp = backend.array_module(m)
     if m.dtype == backend.bool_:
-        return xp.where(m, -xp.inf, 0).astype(dtype)
+        return Tensor(xp.where(m, -xp.inf, 0).astype(dtype))
     if not backend.is_floating(m.dtype):
         raise TypeError(f"MultiheadAttention: {name} must be bool or floating, got {m.dtype}")
-    return m.astype(dtype, copy=False)
+    if isinstance(mask, Tensor) and mask.dtype == dtype:
+        return mask
+    return Tensor(m.astype(dtype, copy=False))
 
 
 class MultiheadAttention(Module):
@@ -110,7 +113,7 @@ class MultiheadAttention(Module):
         return batched
 
     def _score_bias(self, attn_mask, key_padding_mask, N, L, S, dtype):
-        """attn_mask (L, S) or (N*H, L, S) and key_padding_mask (N, S) as one additive array, or None."""
+        """attn_mask (L, S) or (N*H, L, S) and key_padding_mask (N, S) as one additive Tensor, or None."""
         H, bias = self.num_heads, None
         if attn_mask is not None:
             m = _additive(attn_mask, dtype, "attn_mask")
@@ -168,8 +171,8 @@ class MultiheadAttention(Module):
         S = k.shape[2] - added
         bias = self._score_bias(attn_mask, key_padding_mask, N, L, S, q.data.dtype)
         if bias is not None and added:                                # the added keys are never masked
-            xp = backend.array_module(bias)
-            bias = xp.concatenate([bias, xp.zeros(bias.shape[:-1] + (added,), bias.dtype)], axis=-1)
+            zeros = minigrad.zeros(*bias.shape[:-1], added, dtype=bias.dtype, device=bias.device)
+            bias = minigrad.cat([bias, zeros], dim=-1)
         weights = masked_softmax(q @ k.transpose(-2, -1), 1.0 / math.sqrt(D), attn_mask=bias)  # (N, H, L, S')
         if self.training and self.dropout > 0:
             weights = F.dropout(weights, self.dropout, training=True)
