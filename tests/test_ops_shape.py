@@ -331,3 +331,49 @@ def test_getitem_random_slices(shape):
     torch_index = tuple(slice(None) if i % 2 else part for i, part in enumerate(index))
     reversed_dims = tuple(range(1, len(shape), 2))
     check_against_torch(lambda t: t[index], lambda t: t.flip(reversed_dims)[torch_index], [random_array(shape, 44)])
+
+
+@st.composite
+def mixed_index(draw):
+    """A shape and an index mixing ints, slices, lists, tuples, None and at most one Ellipsis; the list and tuple
+    indices share one length (or have length 1), so they broadcast together as torch requires."""
+    shape = draw(st.lists(st.integers(1, 5), min_size=1, max_size=4).map(tuple))
+    length = draw(st.integers(1, 3))
+    parts, dim, ellipsis_used = [], 0, False
+    while dim < len(shape):
+        n = shape[dim]
+        kind = draw(st.sampled_from(["int", "slice", "list", "tuple", "none", "ellipsis"]))
+        if kind == "none":
+            parts.append(None)
+            continue
+        if kind == "ellipsis":
+            if ellipsis_used:
+                continue
+            ellipsis_used = True
+            parts.append(Ellipsis)
+            dim = len(shape) - draw(st.integers(0, len(shape) - dim))  # the dims it spans
+            continue
+        if kind == "int":
+            parts.append(draw(st.integers(-n, n - 1)))
+        elif kind == "slice":
+            start, stop = draw(st.integers(-n, n)), draw(st.integers(-n, n))
+            parts.append(slice(start, stop, draw(st.integers(1, 3))))
+        else:
+            size = draw(st.sampled_from([1, length]))
+            positions = draw(st.lists(st.integers(-n, n - 1), min_size=size, max_size=size))
+            parts.append(positions if kind == "list" else tuple(positions))
+        dim += 1
+    return shape, tuple(parts)
+
+
+@settings(max_examples=200, deadline=None)
+@given(mixed_index())
+@example(((2, 5, 6, 5), (1, (0, 2), slice(None), [1, 3])))
+@example(((2, 5, 6, 5), (None, 1, [0, 2], None, [1, 3])))
+@example(((2, 5, 6, 5), (slice(None), [0, 2], None, [1, 3])))
+@example(((2, 5, 6, 5), ((0, 1), (0, 2))))
+def test_getitem_mixed_indices_match_torch(case):
+    """Lists and tuples inside an index are array indices; where the broadcast index dims go (in place when the
+    array indices are adjacent, first otherwise; ints applied first) follows torch, forward and backward."""
+    shape, index = case
+    check(lambda t: t[index], [random_array(shape, 47)])

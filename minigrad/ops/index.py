@@ -18,16 +18,47 @@ from minigrad.ops.reduce import ValuesIndices, normalize_dims
 from minigrad.tensor import Tensor, record, tensor_method
 
 
+def _index_array(part):
+    """One part of an index: a Tensor, a list or a tuple becomes an array. Inside an index, torch reads a tuple
+    as an array index, like a list (NumPy would read a tuple at the top level as one index per dim)."""
+    if isinstance(part, Tensor):
+        return part.data
+    if isinstance(part, (list, tuple)):
+        array = backend.np.asarray(part)
+        return array.astype(backend.int64) if array.size == 0 else array  # [] would be float64
+    return part
+
+
 def _index_arrays(index):
-    """Replace Tensors inside an index by their arrays."""
+    """The index with every Tensor, list and tuple inside it as an array (the index itself may be a tuple)."""
     if isinstance(index, tuple):
-        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
-    return index.data if isinstance(index, Tensor) else index
+        return tuple(_index_array(part) for part in index)
+    return _index_array(index)
 
 
 def _is_basic(index):
     parts = index if isinstance(index, tuple) else (index,)
     return all(p is None or p is Ellipsis or isinstance(p, (int, slice)) for p in parts)
+
+
+def _dims_taken(part):
+    """How many dims of the tensor one part of an index consumes: none for None and Ellipsis (here), all of a
+    boolean mask's dims, one for anything else."""
+    if part is None or part is Ellipsis:
+        return 0
+    return part.ndim if getattr(part, "dtype", None) == backend.bool_ else 1
+
+
+def _without_ellipsis(index, ndim):
+    """The index with its Ellipsis spelled out as the slices it stands for. torch does this before it decides
+    whether the array indices are adjacent, so x[:, r, ..., r] on 3 dims keeps the broadcast dims in place
+    (the Ellipsis covers no dim), where NumPy would move them to the front."""
+    parts = index if isinstance(index, tuple) else (index,)
+    if not any(p is Ellipsis for p in parts):
+        return index
+    spanned = ndim - sum(_dims_taken(p) for p in parts)
+    at = next(i for i, p in enumerate(parts) if p is Ellipsis)
+    return parts[:at] + (slice(None),) * spanned + parts[at + 1:]
 
 
 def _ints_first(index):
@@ -37,7 +68,7 @@ def _ints_first(index):
     x[index] in PyTorch is x[ints applied][arrays left] in NumPy; None for any other index."""
     parts = index if isinstance(index, tuple) else (index,)
     is_int = [isinstance(p, int) and not isinstance(p, bool) for p in parts]
-    is_array = [backend.is_array(p) or isinstance(p, list) for p in parts]
+    is_array = [backend.is_array(p) for p in parts]
     if not any(is_int) or not any(is_array):
         return None
     first, rest = [], []
@@ -45,7 +76,7 @@ def _ints_first(index):
         if integer:
             first.append(p)
         elif array:  # a boolean mask spans as many dims as it has
-            first.extend([slice(None)] * (p.ndim if getattr(p, "dtype", None) == backend.bool_ else 1))
+            first.extend([slice(None)] * _dims_taken(p))
             rest.append(p)
         else:
             first.append(p)
@@ -55,6 +86,8 @@ def _ints_first(index):
 
 def getitem(x, index):
     index = _index_arrays(index)
+    if not _is_basic(index):
+        index = _without_ellipsis(index, x.ndim)
     split = _ints_first(index)
     if split is not None:
         return getitem(getitem(x, split[0]), split[1])
