@@ -213,6 +213,22 @@ def test_where_with_python_scalar():
     check_against_torch(lambda c, t: mg.where(c, -1.5, t), lambda c, t: torch.where(c, -1.5, t), [cond, x])
 
 
+@pytest.mark.parametrize("x, y", [(4, 2), (4.0, 2), (-1, 0.5), (True, False), (7, True)])
+def test_where_with_two_python_scalars(x, y):
+    """Both branches scalars: torch's values and dtype (int64, the default float32, or bool)."""
+    cond = random_array((3, 4), 19) > 0
+    ours, theirs = mg.where(mg.tensor(cond), x, y), torch.where(torch.from_numpy(cond), x, y)
+    assert str(ours.dtype) == str(theirs.dtype).removeprefix("torch.")
+    np.testing.assert_array_equal(ours.data, theirs.numpy())
+
+
+def test_tensor_where_method_takes_self_as_the_taken_branch():
+    cond = random_array((3, 4), 20) > 0
+    check_against_torch(lambda c, t, u: t.where(c, u), lambda c, t, u: t.where(c, u),
+                        [cond, random_array((3, 4), 21), random_array((4,), 22)])
+    check_against_torch(lambda c, t: t.where(c, 0.5), lambda c, t: t.where(c, 0.5), [cond, random_array((3, 4), 21)])
+
+
 @pytest.mark.parametrize("value", [0.0, -1e9, float("-inf"), 2.5])
 @FAST
 @given(shape_pair=broadcastable_shapes())

@@ -372,13 +372,25 @@ def clamp(x, min=None, max=None):
 Tensor.clip = clamp
 
 
-@tensor_method
+def _scalar_branches(x, y, cond):
+    """Two Python scalars as tensors on the condition's device, with torch's dtype for them: bool if both are
+    bools, the default float32 if either is a float, int64 otherwise."""
+    kinds = {type(x), type(y)}
+    dtype = backend.bool_ if kinds == {bool} else backend.float32 if float in kinds else backend.int64
+    xp = backend.array_module(cond)
+    return Tensor(xp.asarray(x, dtype=dtype)), Tensor(xp.asarray(y, dtype=dtype))
+
+
 def where(condition, x, y):
-    """x where condition else y; each gradient goes to the branch that was taken."""
-    x, y = broadcast_operands(x, y, "where")
+    """x where condition else y; each gradient goes to the branch that was taken. x and y may be tensors or
+    Python scalars, in any mix."""
     cond = condition.data if isinstance(condition, Tensor) else condition
     if cond.dtype != backend.bool_:
         raise TypeError(f"where: condition must be a bool tensor, got {cond.dtype}")
+    if not isinstance(x, Tensor) and not isinstance(y, Tensor) and not backend.is_array(x) \
+            and not backend.is_array(y):
+        x, y = _scalar_branches(x, y, cond)
+    x, y = broadcast_operands(x, y, "where")
     xp = backend.array_module(x.data)
     out = xp.where(cond, x.data, y.data)
 
@@ -387,6 +399,9 @@ def where(condition, x, y):
         return (xp.where(cond, g, zero) if x.requires_grad else None,
                 xp.where(cond, zero, g) if y.requires_grad else None)
     return record(out, (x, y), backward, "where")
+
+
+Tensor.where = lambda self, condition, other: where(condition, self, other)  # torch: self where condition else other
 
 
 @tensor_method
