@@ -29,6 +29,10 @@ def ones(*size, dtype=None, device=None, requires_grad=False):
 
 
 def full(size, fill_value, dtype=None, device=None, requires_grad=False):
+    """dtype None takes the fill value's kind, as torch: bool, int64 for an int, the default float32 for a float."""
+    if dtype is None:
+        dtype = backend.bool_ if isinstance(fill_value, bool) else backend.int64 if isinstance(fill_value, int) \
+            else _FLOAT
     return _filled(fill_value, size, dtype, device, requires_grad)
 
 
@@ -51,8 +55,16 @@ def arange(start, end=None, step=1, dtype=None, device=None):
 
 
 def linspace(start, end, steps, dtype=None, device=None):
+    """steps evenly spaced values from start to end. With an integer dtype, as torch: start and end are first
+    truncated to integers, then the float values toward zero (NumPy's integer linspace floors); bool is refused,
+    as torch refuses it."""
     xp = backend.module_for_device(device or "cpu")
-    return Tensor(xp.linspace(start, end, steps, dtype=dtype or _FLOAT))
+    dtype = backend.np.dtype(dtype or _FLOAT)
+    if dtype == backend.bool_:
+        raise TypeError("linspace: dtype bool is not supported (as in torch); use a float or integer dtype")
+    if backend.is_floating(dtype):
+        return Tensor(xp.linspace(start, end, steps, dtype=dtype))
+    return Tensor(xp.linspace(int(start), int(end), steps).astype(dtype))
 
 
 def eye(n, m=None, dtype=None, device=None):

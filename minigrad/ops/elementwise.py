@@ -3,6 +3,7 @@
 Each op computes its output on arrays and records a backward that maps the output gradient g to
 input gradients (the local derivative times g). Broadcasting is undone centrally by the engine.
 """
+import functools
 import math
 
 from minigrad import backend
@@ -230,25 +231,40 @@ Tensor.__or__ = lambda self, other: Tensor(self.data | operands(self, other, "or
 # Unary math
 # ---------------------------------------------------------------------------------------------
 
+def float_function(op):
+    """For an op defined on floats (exp, log, sin, ...): an integer or bool input is computed in the default
+    float32, as torch does (integer tensors never require grad, so the conversion needs no backward)."""
+    @functools.wraps(op)
+    def on_floats(x, *args, **kwargs):
+        if not backend.is_floating(x.dtype):
+            x = Tensor(x.data.astype(backend.float32))
+        return op(x, *args, **kwargs)
+    return on_floats
+
+
 @tensor_method
+@float_function
 def exp(x):
     out = backend.array_module(x.data).exp(x.data)
     return record(out, (x,), lambda g: (g * out,), "exp")
 
 
 @tensor_method
+@float_function
 def log(x):
     out = backend.array_module(x.data).log(x.data)
     return record(out, (x,), lambda g: (g / x.data,), "log")
 
 
 @tensor_method
+@float_function
 def sqrt(x):
     out = backend.array_module(x.data).sqrt(x.data)
     return record(out, (x,), lambda g: (g / (2 * out),), "sqrt")
 
 
 @tensor_method
+@float_function
 def rsqrt(x):
     """1/sqrt(x); d/dx = -x^(-3/2) / 2."""
     out = 1 / backend.array_module(x.data).sqrt(x.data)
@@ -262,18 +278,21 @@ def abs(x):
 
 
 @tensor_method
+@float_function
 def sin(x):
     xp = backend.array_module(x.data)
     return record(xp.sin(x.data), (x,), lambda g: (g * xp.cos(x.data),), "sin")
 
 
 @tensor_method
+@float_function
 def cos(x):
     xp = backend.array_module(x.data)
     return record(xp.cos(x.data), (x,), lambda g: (-g * xp.sin(x.data),), "cos")
 
 
 @tensor_method
+@float_function
 def tanh(x):
     out = backend.array_module(x.data).tanh(x.data)
     return record(out, (x,), lambda g: (g * (1 - out * out),), "tanh")
@@ -286,6 +305,7 @@ def _sigmoid_array(xp, v):
 
 
 @tensor_method
+@float_function
 def sigmoid(x):
     out = _sigmoid_array(backend.array_module(x.data), x.data)
     return record(out, (x,), lambda g: (g * out * (1 - out),), "sigmoid")
