@@ -153,7 +153,7 @@ class Tensor:
       tensor_method (defined below) is set on Tensor under its own name;
     - operators and aliases, by plain assignments next to their op (`Tensor.__add__ = add`):
       ops/elementwise.py sets + - * / ** (and their reflected forms), unary -, the comparisons
-      == != < <= > >=, ~ & |, and `clip`; ops/linalg.py sets @ (`__matmul__`, `__rmatmul__`);
+      == != < <= > >=, the bitwise ~ & | ^ << >> (and reflected forms), and `clip`; ops/linalg.py sets @ (`__matmul__`, `__rmatmul__`);
       ops/index.py sets x[...] (`__getitem__`); ops/shape.py sets `view` and the properties `T`, `mT`.
     """
 

@@ -45,3 +45,33 @@ def test_linspace_refuses_bool_like_torch():
         torch.linspace(0, 1, 5, dtype=torch.bool)
     with pytest.raises(TypeError, match="linspace: dtype bool"):
         mg.linspace(0, 1, 5, dtype=mg.bool_)
+
+
+BITWISE = {"&": lambda a, b: a & b, "|": lambda a, b: a | b, "^": lambda a, b: a ^ b,
+           "<<": lambda a, b: a << b, ">>": lambda a, b: a >> b}
+
+
+# Shifts of bools, and shifts by negative or wider-than-the-type counts, are undefined in torch: not compared.
+BITWISE_CASES = [(op, dtype, scalar) for op in BITWISE for dtype in ["int8", "uint8", "int32", "int64", "bool"]
+                 for scalar in [0x1337, 0xFFFFFFFF, -3, 5, True]
+                 if op not in ("<<", ">>") or dtype != "bool" and 0 <= scalar < 8]
+
+
+@pytest.mark.parametrize("op, dtype, scalar", BITWISE_CASES)
+def test_bitwise_ops_with_python_scalars_on_both_sides(op, dtype, scalar):
+    """Python ints wrap to the tensor's width (t | 0xFFFFFFFF on int32 is t | -1); reflected forms work."""
+    values = np.array([0, 1, 5, 100, 127], dtype=np.int64).astype(dtype)
+    fn = BITWISE[op]
+    for ours, theirs in ((fn(mg.tensor(values), scalar), fn(torch.from_numpy(values), scalar)),
+                         (fn(scalar, mg.tensor(values[:3] % 4)), fn(scalar, torch.from_numpy(values[:3] % 4)))):
+        assert str(ours.dtype) == str(theirs.dtype).removeprefix("torch.")
+        np.testing.assert_array_equal(ours.data, theirs.numpy())
+
+
+def test_bitwise_ops_between_tensors_and_their_errors():
+    a, b = np.array([3, 5, 12], dtype=np.int32), np.array([6, 1, 7], dtype=np.int64)
+    for op, fn in BITWISE.items():
+        np.testing.assert_array_equal(fn(mg.tensor(a), mg.tensor(b)).data, fn(torch.from_numpy(a),
+                                                                             torch.from_numpy(b)).numpy())
+    with pytest.raises(TypeError, match="bitwise_and: needs integer or bool tensors, got float32"):
+        mg.tensor([1.5]) & 1

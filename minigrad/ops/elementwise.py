@@ -223,8 +223,54 @@ ge = tensor_method(_compare("ge", lambda x, y: x >= y))
 Tensor.__eq__, Tensor.__ne__ = eq, ne
 Tensor.__lt__, Tensor.__le__, Tensor.__gt__, Tensor.__ge__ = lt, le, gt, ge
 Tensor.__invert__ = lambda self: Tensor(~self.data)
-Tensor.__and__ = lambda self, other: Tensor(self.data & operands(self, other, "and")[1].data)
-Tensor.__or__ = lambda self, other: Tensor(self.data | operands(self, other, "or")[1].data)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bitwise ops (integer and bool tensors; no gradient)
+# ---------------------------------------------------------------------------------------------
+
+def _bitwise_operands(a, b, op):
+    """The two arrays of a bitwise op. A Python int takes the tensor's integer dtype (int64 next to a bool
+    tensor) and wraps around to its width, as torch: t | 0xFFFFFFFF on int32 is t | -1."""
+    tensor = a if isinstance(a, Tensor) else b
+    for t in (a, b):
+        if isinstance(t, Tensor) and t.dtype.kind not in "biu":
+            raise TypeError(f"{op}: needs integer or bool tensors, got {t.dtype} of shape {t.shape}")
+    xp = backend.array_module(tensor.data)
+
+    def array(value):
+        if isinstance(value, Tensor):
+            return value.data
+        if isinstance(value, bool):
+            return xp.asarray(value)
+        if isinstance(value, int):
+            dtype = backend.int64 if tensor.dtype == backend.bool_ else tensor.dtype
+            bits, signed = backend.np.iinfo(dtype).bits, backend.np.iinfo(dtype).min < 0
+            wrapped = value % 2 ** bits
+            if signed and wrapped >= 2 ** (bits - 1):
+                wrapped -= 2 ** bits
+            return xp.asarray(wrapped, dtype=dtype)
+        raise TypeError(f"{op}: expected integer or bool tensors or Python ints, got {type(value).__name__}")
+    return array(a), array(b)
+
+
+def _bitwise(name, fn):
+    def bitwise(a, b):
+        return Tensor(fn(*_bitwise_operands(a, b, name)))
+    bitwise.__name__ = name
+    return bitwise
+
+
+bitwise_and = tensor_method(_bitwise("bitwise_and", lambda x, y: x & y))
+bitwise_or = tensor_method(_bitwise("bitwise_or", lambda x, y: x | y))
+bitwise_xor = tensor_method(_bitwise("bitwise_xor", lambda x, y: x ^ y))
+bitwise_left_shift = tensor_method(_bitwise("bitwise_left_shift", lambda x, y: x << y))
+bitwise_right_shift = tensor_method(_bitwise("bitwise_right_shift", lambda x, y: x >> y))
+Tensor.__and__, Tensor.__rand__ = bitwise_and, lambda self, other: bitwise_and(other, self)
+Tensor.__or__, Tensor.__ror__ = bitwise_or, lambda self, other: bitwise_or(other, self)
+Tensor.__xor__, Tensor.__rxor__ = bitwise_xor, lambda self, other: bitwise_xor(other, self)
+Tensor.__lshift__, Tensor.__rlshift__ = bitwise_left_shift, lambda self, other: bitwise_left_shift(other, self)
+Tensor.__rshift__, Tensor.__rrshift__ = bitwise_right_shift, lambda self, other: bitwise_right_shift(other, self)
 
 
 # ---------------------------------------------------------------------------------------------
