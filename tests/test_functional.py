@@ -306,11 +306,36 @@ def test_pad(pad, value):
                         lambda x: TF.pad(x, pad, value=0.0 if value is None else value), [random_array((3, 4, 5))])
 
 
+PAD_CASES = [  # (input shape, pad): 1, 2 and 3 padded dims; negative pads; pads as large as each mode allows
+    ((2, 6), (2, 3)), ((1, 2, 6), (-1, 2)), ((1, 2, 6), (2, -1)), ((1, 2, 6), (-2, -1)), ((2, 3, 6), (5, 5)),
+    ((1, 2, 6), (-1, 5)), ((2, 3, 4), (1, 2, 2, 1)), ((1, 2, 3, 5), (0, 3, -1, 2)), ((2, 3, 4, 5), (4, 1, 2, 0)),
+    ((2, 3, 3, 4), (1, 2, 2, 1, 1, 0)), ((1, 2, 2, 3, 4), (-1, 3, 2, -1, 1, 1)), ((1, 2, 6), (6, 0)),
+]
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+@pytest.mark.parametrize("shape, pad", PAD_CASES, ids=[f"{s}-{p}" for s, p in PAD_CASES])
+def test_pad_modes_match_torch(mode, shape, pad):
+    """Every case torch accepts is compared (values and gradients); the ones it refuses must raise here too."""
+    x = random_array(shape, 61)
+    try:
+        TF.pad(torch.from_numpy(x), pad, mode=mode)
+    except RuntimeError:
+        with pytest.raises(ValueError, match=f"pad: mode '{mode}' needs each pad"):
+            F.pad(mg.tensor(x), pad, mode=mode)
+        return
+    check_against_torch(lambda t: F.pad(t, pad, mode=mode), lambda t: TF.pad(t, pad, mode=mode), [x])
+
+
 def test_pad_errors():
     with pytest.raises(ValueError, match="pad: pad"):
         F.pad(mg.zeros(3), (1, 1, 1, 1))
-    with pytest.raises(NotImplementedError, match="pad: only mode='constant'"):
-        F.pad(mg.zeros(3, 3), (1, 1), mode="reflect")
+    with pytest.raises(ValueError, match="pad: mode must be one of"):
+        F.pad(mg.zeros(3, 3), (1, 1), mode="wrap")
+    with pytest.raises(ValueError, match="pad: mode 'reflect' pads 1 to 3 last dims"):
+        F.pad(mg.zeros(3), (1, 1), mode="reflect")
+    with pytest.raises(ValueError, match="pad: mode 'replicate' takes no value"):
+        F.pad(mg.zeros(2, 3), (1, 1), mode="replicate", value=1.0)
 
 
 # ---- activations re-exported with torch's signatures -------------------------------------------
@@ -343,3 +368,21 @@ def test_float32_paths_stay_float32():
     assert loss.dtype == mg.float32
     loss.backward()
     assert x.grad.dtype == mg.float32 and w.grad.dtype == mg.float32
+
+
+NORM_ORDERS = [2, 1, 3, 0.5, 0, -1, -2.5, float("inf"), float("-inf")]
+
+
+@pytest.mark.parametrize("p", NORM_ORDERS)
+@pytest.mark.parametrize("dim", [1, -1, 0])
+def test_normalize_any_order(p, dim):
+    """F.normalize for every p torch.linalg.vector_norm takes, random rows and dims."""
+    check_against_torch(lambda x: F.normalize(x, p=p, dim=dim), lambda x: TF.normalize(x, p=p, dim=dim),
+                        [random_array((3, 5, 2), 60)])
+
+
+@pytest.mark.parametrize("p", NORM_ORDERS)
+def test_normalize_ties_and_zeros(p):
+    """Rows with tied maxima and minima (the +-inf gradient is shared among ties), zeros, and an all-zero row."""
+    x = np.array([[1.0, -3.0, 3.0, 0.5], [0.0, 0.0, 0.0, 0.0], [2.0, 0.5, -1.0, -0.5], [0.0, 2.0, -1.0, 4.0]])
+    check_against_torch(lambda t: F.normalize(t, p=p, dim=1), lambda t: TF.normalize(t, p=p, dim=1), [x])

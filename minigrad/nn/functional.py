@@ -336,13 +336,16 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
 def normalize(input, p=2.0, dim=1, eps=1e-12, out=None):
     """x / max(||x||_p, eps) along dim (torch.nn.functional.normalize).
 
-    Backward, with d = max(n, eps):  dx = g / d - [n > eps] * (sum(g * x) / d^2) * dn/dx,
-    dn/dx = sign(x) |x|^(p-1) / n^(p-1)  (x / n for p = 2).
+    Any p, as torch.linalg.vector_norm: p = 0 counts the non-zeros, p = +-inf is the max / min of |x|, other p
+    (negative too) give (sum |x|^p)^(1/p).
+    Backward, with d = max(n, eps):  dx = g / d - [n > eps] * (sum(g * x) / d^2) * dn/dx, where
+    dn/dx = sign(x) |x|^(p-1) / n^(p-1)  (x / n for p = 2), 0 for p = 0, and for +-inf sign(x) at the entries
+    that reach the max (min), shared evenly among ties.
     """
     if out is not None:
         raise NotImplementedError("normalize: out= is not supported")
-    if not p > 0 or math.isinf(p):
-        raise ValueError(f"normalize: p must be a positive finite number, got {p}")
+    if math.isnan(p):
+        raise ValueError(f"normalize: p must be a number, got {p}")
     xp = backend.array_module(input.data)
     axis = normalize_dims(dim, input.ndim, "normalize")[0] if input.ndim else 0
     x = input.data if input.ndim else input.data.reshape(1)
@@ -354,28 +357,40 @@ def normalize(input, p=2.0, dim=1, eps=1e-12, out=None):
         g = g.reshape(x.shape)
         dx = g / d
         dot = ((g * x).sum(axis=axis, keepdims=True) / (d * d)) * (n > eps)
-        dx -= dot * _norm_grad(xp, x, n, p)
+        dx -= dot * _norm_grad(xp, x, n, p, axis)
         return (dx.reshape(input.shape),)
     return record(y.reshape(input.shape), (input,), backward, "normalize")
 
 
 def _vector_norm(xp, x, p, axis):
+    """||x||_p along axis, kept as a size-1 dim (torch.linalg.vector_norm's p, 0 and +-inf included)."""
     if p == 2:
         return xp.sqrt((x * x).sum(axis=axis, keepdims=True))
     if p == 1:
         return xp.abs(x).sum(axis=axis, keepdims=True)
-    return (xp.abs(x) ** p).sum(axis=axis, keepdims=True) ** (1 / p)
+    if p == 0:
+        return (x != 0).sum(axis=axis, keepdims=True).astype(x.dtype)
+    if math.isinf(p):
+        return (xp.abs(x).max if p > 0 else xp.abs(x).min)(axis=axis, keepdims=True)
+    with backend.np.errstate(divide="ignore"):  # p < 0 and a zero entry: |0|^p = inf, so the norm is 0, as torch
+        return (xp.abs(x) ** p).sum(axis=axis, keepdims=True) ** (1 / p)
 
 
-def _norm_grad(xp, x, n, p):
-    """d ||x||_p / dx, zero where the norm is zero (torch's convention)."""
+def _norm_grad(xp, x, n, p, axis):
+    """d ||x||_p / dx, zero where the norm or the entry is zero (torch's convention); for +-inf shared among ties."""
     safe = xp.where(n == 0, 1, n).astype(x.dtype, copy=False)
     if p == 2:
         return x / safe
     if p == 1:
         return xp.sign(x)
-    grad = xp.sign(x) * xp.abs(x) ** (p - 1) / safe ** (p - 1)
-    return xp.where(n == 0, 0, grad).astype(x.dtype, copy=False)
+    if p == 0:
+        return xp.zeros_like(x)
+    if math.isinf(p):
+        reached = xp.abs(x) == n                                    # the entries at the max (min)
+        return xp.sign(x) * reached / reached.sum(axis=axis, keepdims=True)
+    with backend.np.errstate(divide="ignore", invalid="ignore"):  # |0|^(p-1) for p < 1: masked out below
+        grad = xp.sign(x) * xp.abs(x) ** (p - 1) / safe ** (p - 1)
+    return xp.where((n == 0) | (x == 0), 0, grad).astype(x.dtype, copy=False)
 
 
 def cosine_similarity(x1, x2, dim=1, eps=1e-8):
@@ -402,9 +417,9 @@ def cosine_similarity(x1, x2, dim=1, eps=1e-8):
         g = xp.expand_dims(g, axis)
         da = db = None
         if x1.requires_grad:
-            da = g * (b / (n1c * n2c) - out * _norm_grad(xp, a, n1, 2) / n1c)
+            da = g * (b / (n1c * n2c) - out * _norm_grad(xp, a, n1, 2, axis) / n1c)
         if x2.requires_grad:
-            db = g * (a / (n1c * n2c) - out * _norm_grad(xp, b, n2, 2) / n2c)
+            db = g * (a / (n1c * n2c) - out * _norm_grad(xp, b, n2, 2, axis) / n2c)
         return da, db
     return record(xp.squeeze(out, axis), (x1, x2), backward, "cosine_similarity")
 
@@ -435,21 +450,80 @@ def dropout(input, p=0.5, training=True, inplace=False, mask=None):
     return record(input.data * scale, (input,), lambda g: (g * scale,), "dropout")
 
 
-def pad(input, pad, mode="constant", value=None):
-    """Constant padding, torch's order: pad = (last_left, last_right, 2nd_last_left, 2nd_last_right, ...).
+PAD_MODES = ("constant", "reflect", "replicate", "circular")
 
-    Negative amounts crop. Backward: the gradient of the kept region, cut out of g.
+
+def pad(input, pad, mode="constant", value=None):
+    """Pad the last len(pad) // 2 dims, torch's order: pad = (last_left, last_right, 2nd_last_left, ...).
+
+    constant: `value` (0) around the input; negative amounts crop.
+    reflect, replicate, circular (1 to 3 padded dims, on an input with one or two more dims: (C, W) or
+    (N, C, W) for one, and so on): output position j of a dim of size n reads input position
+        reflect:    |j - left| mirrored at n - 1 (the edge is not repeated; each pad < n)
+        replicate:  clip(j - left, 0, n - 1)
+        circular:   c + (j - max(left, 0)) mod m, over the part [c, c + m) that negative pads leave
+                    (each pad <= m; torch reads uninitialized memory or raises beyond that, here it is an error)
+    A padded dim must keep at least one position (torch returns an empty tensor for some such cases).
+    Backward: every output gradient is added to the input position it was read from.
     """
-    if mode != "constant":
-        raise NotImplementedError(f"pad: only mode='constant' is implemented, got {mode!r}")
+    if mode not in PAD_MODES:
+        raise ValueError(f"pad: mode must be one of {PAD_MODES}, got {mode!r}")
     pad = tuple(int(v) for v in pad)
     if len(pad) % 2 or len(pad) // 2 > input.ndim:
         raise ValueError(f"pad: pad {pad} must have an even length of at most 2 * ndim = {2 * input.ndim} "
                          f"for an input of shape {input.shape}")
-    xp = backend.array_module(input.data)
     widths = [(0, 0)] * input.ndim
     for k in range(len(pad) // 2):
         widths[input.ndim - 1 - k] = (pad[2 * k], pad[2 * k + 1])
+    if mode == "constant":
+        return _constant_pad(input, pad, widths, value)
+    if value is not None:
+        raise ValueError(f"pad: mode {mode!r} takes no value (only 'constant' does)")
+    padded = len(pad) // 2
+    if padded > 3 or input.ndim not in (padded + 1, padded + 2):
+        raise ValueError(f"pad: mode {mode!r} pads 1 to 3 last dims of an input with one or two more dims; got "
+                         f"{padded} padded dims for an input of shape {input.shape}")
+    xp = backend.array_module(input.data)
+    sources = [None if lo == hi == 0 else _pad_source(xp, n, lo, hi, mode, input.shape)
+               for (lo, hi), n in zip(widths, input.shape)]                  # per dim: input position read
+    out = input.data
+    for d, source in enumerate(sources):
+        if source is not None:
+            out = xp.take(out, source, axis=d)
+
+    def backward(g):
+        for d in reversed(range(input.ndim)):
+            if sources[d] is not None:
+                shape = g.shape[:d] + (input.shape[d],) + g.shape[d + 1:]
+                g = add_at_along(shape, d, sources[d].reshape((-1,) + (1,) * (g.ndim - d - 1)), g)
+        return (g,)
+    return record(out, (input,), backward, "pad")
+
+
+def _pad_source(xp, n, left, right, mode, shape):
+    """For one dim of size n padded by (left, right): the input position each output position reads."""
+    kept = n - max(-left, 0) - max(-right, 0)                       # what negative pads leave
+    if n + left + right <= 0 or mode == "circular" and kept <= 0:
+        raise ValueError(f"pad: padding ({left}, {right}) leaves nothing of a dim of size {n} "
+                         f"(input shape {shape})")
+    if mode == "reflect" and max(left, right) >= n:
+        raise ValueError(f"pad: mode 'reflect' needs each pad less than the dim's size {n}, got ({left}, {right}) "
+                         f"for an input of shape {shape}")
+    if mode == "circular" and max(left, right) > kept:
+        raise ValueError(f"pad: mode 'circular' needs each pad at most the {kept} positions the negative pads leave "
+                         f"of a dim of size {n}, got ({left}, {right}) for an input of shape {shape}")
+    j = xp.arange(n + left + right)
+    if mode == "replicate":
+        return xp.clip(j - left, 0, n - 1)
+    if mode == "reflect":
+        t = xp.abs(j - left)
+        return xp.where(t > n - 1, 2 * (n - 1) - t, t)
+    return max(-left, 0) + (j - max(left, 0)) % kept
+
+
+def _constant_pad(input, pad, widths, value):
+    """mode='constant': crop the negative amounts, then surround with `value`."""
+    xp = backend.array_module(input.data)
     crop = tuple(slice(max(-lo, 0), n - max(-hi, 0)) for (lo, hi), n in zip(widths, input.shape))
     if any(s.stop < s.start for s in crop):
         raise ValueError(f"pad: negative padding {pad} removes more than the input of shape {input.shape} holds")
