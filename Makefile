@@ -44,7 +44,7 @@ check: $(STAMP)
 
 lab: $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check jupyterlab==4.6.6
-	$(VENV)/bin/jupyter lab chapters/
+	$(VENV)/bin/jupyter lab chapters/ $(if $(filter 0,$(shell id -u)),--allow-root)  # root: as in containers
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_train_step.py

@@ -28,6 +28,7 @@ from minigrad import backend, nn, optim
 from minigrad.backend import np
 from minigrad.optim import lr_scheduler
 from book.data.shakespeare import get_batch
+from book.runner import under_runner
 
 CHECKPOINT_FORMAT = "minigrad checkpoint v1"
 
@@ -49,7 +50,7 @@ class TrainConfig:
     seed: int = 1337                    # the training batches' generator
     checkpoint_path: str = None         # save here every checkpoint_interval steps and at the end
     checkpoint_interval: int = 0
-    progress: bool = True               # a progress bar on stderr
+    progress: bool = True               # a progress bar on stderr (never under the book runner)
 
 
 @dataclass
@@ -187,12 +188,12 @@ def load_checkpoint(path, model, optimizer=None, scheduler=None):
 # ---- the loop ---------------------------------------------------------------------------------
 
 class _Progress:
-    """tqdm's bar on stderr, or nothing when disabled. Refreshed every 2 s in a terminal; every 10 s elsewhere
-    (a notebook run headless keeps each refresh as an output of its own)."""
+    """tqdm's bar on stderr, or nothing when disabled or under the book runner (a rendered page would keep the
+    bar's last state as an error box). Refreshed every 2 s in a terminal; every 10 s elsewhere (a log, a notebook)."""
 
     def __init__(self, total, initial, enabled):
         self.bar = None
-        if enabled:
+        if enabled and not under_runner():
             from tqdm.std import tqdm
             interval = 2.0 if sys.stderr.isatty() else 10.0
             self.bar = tqdm(total=total, initial=initial, mininterval=interval, desc="train", unit="step")
