@@ -70,6 +70,17 @@ EINSUMS = {
     "three_chain": ("ij,jk,kl->il", [(2, 3), (3, 4), (4, 5)]),
     "letter_only_in_one_input": ("ij,k->ik", [(3, 4), (5,)]),
     "spaces": ("b i j , b j k -> b i k", [(2, 3, 4), (2, 4, 5)]),
+    # a letter repeated within one operand: its diagonal
+    "diagonal": ("ii->i", [(4, 4)]),
+    "trace": ("ii->", [(4, 4)]),
+    "trace_implicit": ("ii", [(3, 3)]),
+    "batched_trace": ("...ii->...", [(2, 3, 4, 4)]),
+    "batched_diagonal": ("bii->bi", [(2, 3, 3)]),
+    "diagonal_across_a_middle_dim": ("iji->j", [(3, 5, 3)]),
+    "triple_diagonal": ("iii->i", [(3, 3, 3)]),
+    "diagonal_then_product": ("iij,jk->ik", [(3, 3, 4), (4, 2)]),
+    "diagonals_in_both": ("ii,jj->ij", [(3, 3), (2, 2)]),
+    "diagonal_kept_twice_by_another_operand": ("ii,i->i", [(4, 4), (4,)]),
 }
 
 
@@ -78,6 +89,11 @@ def test_einsum(name):
     equation, shapes_ = EINSUMS[name]
     inputs = [random_array(s, 10 + i) for i, s in enumerate(shapes_)]
     check_against_torch(lambda *ts: mg.einsum(equation, *ts), lambda *ts: torch.einsum(equation, *ts), inputs)
+
+
+def test_einsum_repeated_letter_needs_equal_sizes():
+    with pytest.raises(ValueError, match=r"einsum: subscript 'i' repeats in 'ii' over dims of different sizes"):
+        mg.einsum("ii->i", mg.zeros(3, 4))
 
 
 def test_einsum_operands_as_list_and_partial_grad():

@@ -58,8 +58,37 @@ def _expand_ellipsis(subscripts, ndim, fill):
     return subscripts.replace("...", fill[len(fill) - (ndim - named):] if ndim - named else "")
 
 
+def _diagonal(t, subscripts, fresh):
+    """An operand whose subscripts repeat a letter ('ii', 'bii', 'iji') as its diagonal with each letter once:
+    (Tensor, subscripts). Backward writes g back onto the diagonal: each repeat beyond the first gets a fresh
+    letter tied to the first by an identity matrix, grad = einsum('i,ia->ia', g, eye) for 'ii'."""
+    unique = "".join(dict.fromkeys(subscripts))
+    for c in set(subscripts):
+        sizes = {t.shape[k] for k, d in enumerate(subscripts) if d == c}
+        if len(sizes) > 1:
+            raise ValueError(f"einsum: subscript {c!r} repeats in {subscripts!r} over dims of different sizes "
+                             f"{sorted(sizes)} (operand shape {t.shape})")
+    xp = backend.array_module(t.data)
+    renamed, eyes, seen = "", [], set()
+    for c, n in zip(subscripts, t.shape):
+        if c in seen:
+            f, fresh = fresh[0], fresh[1:]
+            renamed += f
+            eyes.append((c + f, xp.eye(n, dtype=t.dtype)))
+        else:
+            seen.add(c)
+            renamed += c
+    out = xp.einsum(f"{subscripts}->{unique}", t.data)
+
+    def backward(g):
+        equation = ",".join([unique] + [e for e, _ in eyes]) + "->" + renamed
+        return (xp.einsum(equation, g, *(m for _, m in eyes)),)
+    return record(out, (t,), backward, "einsum"), unique
+
+
 def einsum(equation, *operands_):
-    """Einstein summation, e.g. einsum('bhqd,bhkd->bhqk', q, k).
+    """Einstein summation, e.g. einsum('bhqd,bhkd->bhqk', q, k); a letter repeated within one operand takes
+    its diagonal ('ii->i', 'ii->' the trace, '...ii->...').
 
     The gradient of operand i is itself an einsum: the output gradient contracted with the other
     operands, producing operand i's subscripts (broadcast over letters only operand i has).
@@ -85,11 +114,11 @@ def einsum(equation, *operands_):
         rhs = fill + "".join(sorted(c for c in set(letters) if letters.count(c) == 1 and c not in fill))
     else:
         rhs = rhs.replace("...", fill)
-    for s, t in zip(inputs, tensors):
+    for i, (s, t) in enumerate(zip(inputs, tensors)):
         if len(s) != t.ndim:
             raise ValueError(f"einsum: subscripts {s!r} do not match an operand of shape {t.shape}")
         if len(set(s)) != len(s):
-            raise NotImplementedError(f"einsum: repeated subscripts within one operand ({s!r}) are not supported")
+            tensors[i], inputs[i] = _diagonal(t, s, unused[max_ell:])
     out = xp.einsum(f"{','.join(inputs)}->{rhs}", *(t.data for t in tensors), optimize=len(tensors) > 2)
 
     def backward(g):
