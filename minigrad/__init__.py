@@ -11,6 +11,7 @@ from minigrad.ops import *  # noqa: F401,F403  (also attaches the ops to Tensor 
 from minigrad.ops import abs, max, min, pow, sum  # noqa: F401
 from minigrad.creation import (arange, eye, full, linspace, ones, ones_like, rand, rand_like, randint, randn,
                                randn_like, randperm, tensor, zeros, zeros_like)
+from minigrad.creation import empty, full_like  # noqa: F401
 from minigrad.random import Generator, manual_seed
 
 long, float, double = int64, float32, float64  # dtype aliases as in torch (mg.float, mg.long)

@@ -103,11 +103,20 @@ def is_floating(dtype) -> bool:
 
 def scatter_add(xp, target, index, values):
     """target[index] += values, adding repeated indices (np.add.at / cupyx.scatter_add)."""
+    scatter_combine(xp, target, index, values, "add")
+
+
+def scatter_combine(xp, target, index, values, how):
+    """target[index] = how(target[index], values), combining repeated indices: how is 'add', 'multiply',
+    'maximum' or 'minimum' (NumPy's ufunc.at; on the GPU cupyx's scatter_add / scatter_max / scatter_min)."""
     if xp is numpy:
-        numpy.add.at(target, index, values)
-    else:
-        import cupyx
-        cupyx.scatter_add(target, index, values)
+        getattr(numpy, how).at(target, index, values)
+        return
+    import cupyx
+    scatters = {"add": cupyx.scatter_add, "maximum": cupyx.scatter_max, "minimum": cupyx.scatter_min}
+    if how not in scatters:
+        raise NotImplementedError(f"scatter {how!r} has no CuPy kernel; move the tensors to the CPU")
+    scatters[how](target, index, values)
 
 
 def erf(x):

@@ -36,6 +36,17 @@ def full(size, fill_value, dtype=None, device=None, requires_grad=False):
     return _filled(fill_value, size, dtype, device, requires_grad)
 
 
+def empty(*size, dtype=None, device=None, requires_grad=False):
+    """A tensor whose values are unspecified (uninitialized memory, as torch.empty): fill it before reading."""
+    xp = backend.module_for_device(device or "cpu")
+    return Tensor(xp.empty(_shape(size), dtype=dtype or _FLOAT), requires_grad=requires_grad)
+
+
+def full_like(t, fill_value, dtype=None, requires_grad=False):
+    """A tensor of t's shape, device and (unless dtype is given) dtype, filled with fill_value."""
+    return _filled(fill_value, t.shape, dtype or t.dtype, t.device, requires_grad)
+
+
 def zeros_like(t, dtype=None, requires_grad=False):
     return _filled(0, t.shape, dtype or t.dtype, t.device, requires_grad)
 

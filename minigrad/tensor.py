@@ -152,9 +152,10 @@ class Tensor:
     - methods (x.exp(), x.sum(dim), x.reshape(...), x.gather(...)): each op marked with the decorator
       tensor_method (defined below) is set on Tensor under its own name;
     - operators and aliases, by plain assignments next to their op (`Tensor.__add__ = add`):
-      ops/elementwise.py sets + - * / ** (and their reflected forms), unary -, the comparisons
+      ops/elementwise.py sets + - * / // ** (and their reflected forms), unary -, the comparisons
       == != < <= > >=, the bitwise ~ & | ^ << >> (and reflected forms), and `clip`; ops/linalg.py sets @ (`__matmul__`, `__rmatmul__`);
-      ops/index.py sets x[...] (`__getitem__`); ops/shape.py sets `view` and the properties `T`, `mT`.
+      ops/index.py sets x[...] (`__getitem__`); ops/shape.py sets `view` and the properties `T`, `mT`;
+      ops/math.py sets % (`__mod__`, `__rmod__`).
     """
 
     __slots__ = ("data", "grad", "requires_grad", "_node", "_retains_grad", "__weakref__")

@@ -1,6 +1,8 @@
 """F.scaled_dot_product_attention against torch's, outputs and gradients of query, key and value."""
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import minigrad as mg
 from minigrad.backend import np
@@ -77,3 +79,23 @@ def test_sdpa_errors_name_the_shapes():
         F.scaled_dot_product_attention(q, k, k)
     with pytest.raises(ValueError, match="either attn_mask or is_causal"):
         F.scaled_dot_product_attention(q, q, q, attn_mask=np.ones((5, 5), dtype=bool), is_causal=True)
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.lists(st.integers(1, 2), max_size=1).map(tuple), st.sampled_from([(4, 2), (6, 3), (4, 1), (3, 3)]),
+       st.integers(1, 4), st.integers(1, 4), st.booleans())
+def test_sdpa_grouped_query_attention_matches_torch(batch, heads, L, S, is_causal):
+    hq, hk = heads
+    inputs = [random_array(batch + (hq, L, 3)), random_array(batch + (hk, S, 3), 1),
+              random_array(batch + (hk, S, 2), 2)]                 # Hk heads shared by groups of Hq / Hk queries
+    check_against_torch(
+        lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=is_causal, enable_gqa=True),
+        lambda q, k, v: torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=is_causal,
+                                                                          enable_gqa=True),
+        inputs)
+
+
+def test_sdpa_gqa_rejects_heads_that_do_not_divide():
+    q, k = mg.zeros(1, 4, 2, 3), mg.zeros(1, 3, 2, 3)
+    with pytest.raises(ValueError, match=r"enable_gqa needs .* multiple of Hk; got \(1, 4, 2, 3\), \(1, 3, 2, 3\)"):
+        F.scaled_dot_product_attention(q, k, k, enable_gqa=True)

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 import minigrad as mg
 from minigrad.backend import np
-from book.testing import check_against_torch, random_array, shapes
+from book.testing import broadcastable_shapes, check_against_torch, random_array, shapes
 
 FAST = settings(max_examples=15, deadline=None)
 
@@ -216,3 +216,110 @@ def test_cumsum(case):
     shape, dim = case
     check_against_torch(lambda t: mg.cumsum(t, dim), lambda t: torch.cumsum(t, dim), [random_array(shape, 12)])
     check_against_torch(lambda t: t.cumsum(dim=dim), lambda t: t.cumsum(dim=dim), [random_array(shape, 12)])
+
+
+# ---- sum(dtype=), prod, any, all, var_mean, std_mean, isclose, allclose ---------------------
+
+def with_zeros(shape, seed):
+    """A normal array with about a third of its entries set to 0 (rows with one zero and with several)."""
+    x = random_array(shape, seed)
+    x[np.random.default_rng(seed).random(shape) < 0.35] = 0.0
+    return x
+
+
+def test_sum_with_dtype_casts_first_and_keeps_the_input_gradient_dtype():
+    """sum(float32, dtype=float64) sums in float64; the gradient comes back float32 (cast back to compare)."""
+    check_against_torch(lambda t: (t.sum(dtype=mg.float64).float(), mg.sum(t, 1, dtype=mg.float64).float()),
+                        lambda t: (t.sum(dtype=torch.float64).float(), torch.sum(t, 1, dtype=torch.float64).float()),
+                        [random_array((3, 4), 20)], dtypes=("float32",))
+    ints = np.arange(12, dtype=np.int32).reshape(3, 4)
+    check_against_torch(lambda t: (t.sum(dtype=mg.float32), t.sum(0, dtype=mg.int32)),
+                        lambda t: (t.sum(dtype=torch.float32), t.sum(0, dtype=torch.int32)), [ints],
+                        dtypes=("float32",))
+
+
+@pytest.mark.parametrize("keepdim", [False, True])
+@FAST
+@given(case=shape_and_dim(allow_tuple=False), seed=st.integers(0, 100))
+@example(case=((), None), seed=0)
+@example(case=((), -1), seed=0)
+@example(case=((4, 3), 0), seed=3)
+def test_prod_with_zeros_has_torch_exact_gradient(keepdim, case, seed):
+    shape, dim = case
+    x = with_zeros(shape, seed)
+    if dim is None:
+        check_against_torch(lambda t: mg.prod(t), lambda t: torch.prod(t), [x])
+    else:
+        check_against_torch(lambda t: t.prod(dim, keepdim=keepdim), lambda t: t.prod(dim, keepdim=keepdim), [x])
+
+
+@pytest.mark.parametrize("dim", [None, 0, 1])
+def test_prod_rows_with_no_one_and_two_zeros(dim):
+    x = np.array([[2.0, -3.0, 0.5, 4.0], [2.0, 0.0, 0.5, 4.0], [0.0, -3.0, 0.0, 4.0], [0.0, 0.0, 0.0, 0.0]])
+    kwargs = {} if dim is None else dict(dim=dim)
+    check_against_torch(lambda t: t.prod(**kwargs), lambda t: t.prod(**kwargs), [x])
+    check_against_torch(lambda t: t.prod(**kwargs, dtype=mg.float64).float(),
+                        lambda t: t.prod(**kwargs, dtype=torch.float64).float(), [x], dtypes=("float32",))
+
+
+def test_prod_of_integers_is_int64_and_rejects_a_tuple_dim():
+    ints = np.arange(1, 7, dtype=np.int32).reshape(2, 3)
+    check_against_torch(lambda t: (t.prod(), t.prod(1)), lambda t: (t.prod(), t.prod(1)), [ints])
+    with pytest.raises(TypeError, match="prod: dim must be an int"):
+        mg.prod(mg.tensor(ints), dim=(0, 1))
+
+
+@pytest.mark.parametrize("keepdim", [False, True])
+@pytest.mark.parametrize("name", ["any", "all"])
+@FAST
+@given(case=shape_and_dim(), seed=st.integers(0, 100))
+@example(case=((), None), seed=0)
+@example(case=((2, 3), (0, -1)), seed=1)
+def test_any_all(name, keepdim, case, seed):
+    shape, dim = case
+    mask = random_array(shape, seed) > -0.8  # mostly True: all() is sometimes True
+    check_against_torch(lambda m: getattr(mg, name)(m, dim, keepdim=keepdim),
+                        lambda m: getattr(torch, name)(m, dim, keepdim=keepdim), [mask])
+    floats = np.round(random_array(shape, seed))  # any / all of numbers: non-zero counts as True
+    check_against_torch(lambda t: getattr(t, name)(), lambda t: getattr(t, name)(), [floats], no_grad=(0,))
+
+
+@pytest.mark.filterwarnings("ignore:.*degrees of freedom")
+@pytest.mark.parametrize("correction", [0, 1])
+@pytest.mark.parametrize("keepdim", [False, True])
+@pytest.mark.parametrize("name", ["var_mean", "std_mean"])
+@FAST
+@given(case=shape_and_dim())
+@example(case=((), None))
+@example(case=((3, 1), (0, 1)))
+def test_var_mean_std_mean(name, keepdim, correction, case):
+    shape, dim = case
+    out = check_against_torch(lambda t: getattr(mg, name)(t, dim, correction=correction, keepdim=keepdim),
+                              lambda t: getattr(torch, name)(t, dim, correction=correction, keepdim=keepdim),
+                              [random_array(shape, 21)])
+    assert isinstance(out[0], mg.Tensor) and len(out) == 2
+
+
+@FAST
+@given(shapes=broadcastable_shapes(), seed=st.integers(0, 100), equal_nan=st.booleans())
+def test_isclose_allclose(shapes, seed, equal_nan):
+    a_shape, b_shape = shapes.input_shapes
+    a = np.round(random_array(a_shape, seed))  # small integers: many pairs are equal up to the noise below
+    b = np.round(random_array(b_shape, seed + 1)) + random_array(b_shape, seed + 2) * 1e-5
+    for rtol, atol in [(1e-5, 1e-8), (0.0, 2e-5), (1e-3, 0.0)]:
+        check_against_torch(lambda x, y: mg.isclose(x, y, rtol, atol, equal_nan),
+                            lambda x, y: torch.isclose(x, y, rtol, atol, equal_nan), [a, b], no_grad=(0, 1))
+        for t_a, t_b in [(a, b), (a, a + 1e-6)]:
+            got = mg.allclose(mg.tensor(t_a), mg.tensor(t_b), rtol, atol, equal_nan)
+            assert got is torch.allclose(torch.tensor(t_a), torch.tensor(t_b), rtol, atol, equal_nan)
+
+
+@pytest.mark.parametrize("equal_nan", [False, True])
+def test_isclose_nan_and_inf(equal_nan):
+    a = np.array([np.nan, np.inf, -np.inf, np.inf, 1.0, 0.0, 1e-9])
+    b = np.array([np.nan, np.inf, np.inf, 1e30, 1.0 + 1e-6, 1e-9, 0.0])
+    check_against_torch(lambda x, y: x.isclose(y, equal_nan=equal_nan),
+                        lambda x, y: x.isclose(y, equal_nan=equal_nan), [a, b], no_grad=(0, 1))
+    assert mg.allclose(mg.tensor(a), mg.tensor(a), equal_nan=equal_nan) is equal_nan
+    with pytest.raises(TypeError, match="isclose: dtypes float32 and float64"):
+        mg.isclose(mg.ones(2), mg.ones(2, dtype=mg.float64))

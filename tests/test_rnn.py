@@ -77,6 +77,36 @@ def test_rnn_matches_torch(kind, cfg):
     check_rnn(getattr(nn, kind)(n_in, **kwargs), getattr(torch.nn, kind)(n_in, **kwargs), random_array(shape), states)
 
 
+PROJ_CONFIGS = [cfg for cfg in CONFIGS if cfg[0]["hidden_size"] > 2]
+
+
+@pytest.mark.parametrize("cfg", PROJ_CONFIGS, ids=[_ids(c) for c in PROJ_CONFIGS])
+@pytest.mark.parametrize("proj_size", [1, 2])
+@pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN")
+def test_lstm_with_projections_matches_torch(proj_size, cfg):
+    kwargs, T, B, n_in, with_states = cfg
+    kwargs = dict(kwargs, proj_size=proj_size)
+    shape = (T, n_in) if B is None else (B, T, n_in) if kwargs.get("batch_first") else (T, B, n_in)
+    layers = kwargs.get("num_layers", 1) * (2 if kwargs.get("bidirectional") else 1)
+    states = (_state(layers, B, proj_size, seed=10), _state(layers, B, kwargs["hidden_size"], seed=11)) \
+        if with_states else ()                                  # h_0 has the projected size, c_0 the hidden size
+    check_rnn(nn.LSTM(n_in, **kwargs), torch.nn.LSTM(n_in, **kwargs), random_array(shape), states)
+
+
+def test_lstm_projection_names_shapes_and_repr_match_torch():
+    ours = nn.LSTM(3, 5, num_layers=2, bidirectional=True, proj_size=2)
+    theirs = torch.nn.LSTM(3, 5, num_layers=2, bidirectional=True, proj_size=2)
+    assert [(k, v.shape) for k, v in ours.state_dict().items()] == \
+        [(k, tuple(v.shape)) for k, v in theirs.state_dict().items()]
+    assert repr(ours) == repr(theirs)
+    out, (h, c) = ours(mg.randn(4, 2, 3))
+    assert out.shape == (4, 2, 4) and h.shape == (4, 2, 2) and c.shape == (4, 2, 5)
+    with pytest.raises(ValueError, match=r"LSTM: proj_size=5 needs an LSTM and 0 <= proj_size < hidden_size=5"):
+        nn.LSTM(3, 5, proj_size=5)
+    with pytest.raises(ValueError, match=r"GRU: proj_size=2 needs an LSTM"):
+        nn.GRU(3, 5, proj_size=2)
+
+
 @pytest.mark.parametrize("batch", [4, None])
 @pytest.mark.parametrize("with_states", [False, True])
 @pytest.mark.parametrize("bias", [True, False])

@@ -57,12 +57,32 @@ def masked_softmax(scores, scale, attn_mask=None, is_causal=False):
     return record(p, (scores, attn_mask) if learned_bias else (scores,), backward, "masked_softmax")
 
 
+def repeat_kv_heads(query, key, value):
+    """Grouped-query attention: key and value (..., Hk, S, E) repeated to the query's (..., Hq, L, E) heads, query head
+    h reading key/value head h // (Hq / Hk) (torch's repeat_interleave). An expand, so the backward sums each
+    group of Hq / Hk gradients back onto its shared head."""
+    if min(query.ndim, key.ndim, value.ndim) < 3 or key.shape[-3] != value.shape[-3] or \
+            query.shape[-3] % key.shape[-3]:
+        raise ValueError(f"scaled_dot_product_attention: enable_gqa needs query (..., Hq, L, E), key (..., Hk, S, E) "
+                         f"and value (..., Hk, S, Ev) with Hq a multiple of Hk; got {query.shape}, {key.shape}, "
+                         f"{value.shape}")
+    groups = query.shape[-3] // key.shape[-3]
+    if groups == 1:
+        return key, value
+
+    def repeat(t):
+        shape = t.shape[:-3] + (t.shape[-3], groups) + t.shape[-2:]
+        return t.unsqueeze(-3).expand(*shape).reshape(t.shape[:-3] + (query.shape[-3],) + t.shape[-2:])
+    return repeat(key), repeat(value)
+
+
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
-                                 dropout_mask=None):
+                                 enable_gqa=False, dropout_mask=None):
     """query (..., L, E), key (..., S, E), value (..., S, Ev) -> (..., L, Ev).
 
     dropout_p drops attention weights (scaled by 1/(1-p)); pass `dropout_mask` (bool, (..., L, S),
-    True = keep) to reproduce a given draw.
+    True = keep) to reproduce a given draw. enable_gqa: key and value may have fewer heads (dim -3) than the
+    query, each shared by a group of query heads (repeat_kv_heads).
     """
     from minigrad.nn.functional import dropout
 
@@ -74,6 +94,8 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
                          f"(..., S, Ev); got {query.shape}, {key.shape}, {value.shape}")
     if is_causal and attn_mask is not None:
         raise ValueError("scaled_dot_product_attention: pass either attn_mask or is_causal, not both (as PyTorch)")
+    if enable_gqa:
+        key, value = repeat_kv_heads(query, key, value)                      # (..., Hq, S, E), (..., Hq, S, Ev)
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
     scores = query @ key.transpose(-2, -1)                                    # (..., L, S)
     weights = masked_softmax(scores, scale, attn_mask, is_causal)            # (..., L, S)

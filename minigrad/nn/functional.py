@@ -13,6 +13,8 @@ import math
 from minigrad import backend
 from minigrad.ops.elementwise import check_same_dtype, data_broadcasting_to, data_of
 from minigrad.ops.elementwise import gelu, relu, sigmoid, silu, softplus, tanh  # noqa: F401  (re-exported)
+from minigrad.ops.activations import (celu, elu, hardsigmoid, hardswish, hardtanh, leaky_relu,  # noqa: F401
+                                    logsigmoid, mish, relu6, selu, softmin, softsign)
 from minigrad.nn.attention import scaled_dot_product_attention  # noqa: F401  (re-exported)
 # Fast attention variants on kernels/ (Numba CPU for NumPy data, Numba CUDA for CuPy data), re-exported:
 from minigrad.nn.flash_attention import flash_attention  # noqa: F401
@@ -21,8 +23,9 @@ from minigrad.nn.linear_attention import (elu_feature_map, linear_attention, lin
                                           taylor_feature_map)
 from minigrad.nn.sliding_window_attention import sliding_window_attention  # noqa: F401
 from minigrad.nn.softplus_attention import softplus_attention  # noqa: F401
-from minigrad.nn.losses import (binary_cross_entropy_with_logits, cross_entropy, kl_div, l1_loss,  # noqa: F401
-                                mse_loss)
+from minigrad.nn.group_norm import group_norm, instance_norm  # noqa: F401
+from minigrad.nn.losses import (binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy,  # noqa: F401
+                                kl_div, l1_loss, mse_loss, nll_loss)
 from minigrad.ops.index import add_at_along
 from minigrad.ops.reduce import log_softmax as _log_softmax
 from minigrad.ops.reduce import normalize_dims

@@ -43,6 +43,49 @@ def _same_shape(op, input, target, what="target"):
                          f"expected equal shapes (minigrad does not broadcast a loss's operands silently)")
 
 
+def _check_class_target(op, input, target, weight, probabilities_allowed):
+    """Check a classification loss's input (C,), (N, C) or (N, C, d1, ...), target and class weights; return the
+    target's array and whether it holds class probabilities (a float target of the input's shape)."""
+    if input.ndim == 0:
+        raise ValueError(f"{op}: input must have shape (C,), (N, C) or (N, C, d1, ...), got a 0-d tensor")
+    class_axis = 0 if input.ndim == 1 else 1
+    classes = input.shape[class_axis]
+    t = data_of(target)
+    probabilities = probabilities_allowed and backend.is_floating(t.dtype)
+    index_shape = input.shape[:class_axis] + input.shape[class_axis + 1:]
+    if (probabilities and t.shape != input.shape) or (not probabilities and t.shape != index_shape):
+        expected = f" or class probabilities of shape {input.shape}" if probabilities_allowed else ""
+        raise ValueError(f"{op}: target of shape {t.shape} ({t.dtype}) does not match input of shape "
+                         f"{input.shape}: expected class indices of shape {index_shape}{expected}")
+    if not probabilities and t.dtype.kind not in "iu":
+        raise TypeError(f"{op}: class-index target must be an integer tensor, got {t.dtype}")
+    if weight is not None and weight.shape != (classes,):
+        raise ValueError(f"{op}: weight of shape {weight.shape} does not match the {classes} classes of the "
+                         f"input of shape {input.shape}; expected ({classes},)")
+    check_same_dtype(op, input, weight, target if probabilities else None)
+    return t, probabilities
+
+
+def _class_rows(xp, data, unbatched):
+    """(C,), (N, C) or (N, C, d1, ...) as rows (M, C), C moved last (a view for (N, C)), and the rows' shape."""
+    rows = data[None] if unbatched else data
+    if rows.ndim > 2:
+        rows = xp.moveaxis(rows, 1, -1)
+    return rows.reshape(-1, rows.shape[-1]), rows.shape[:-1]
+
+
+def _class_indices(op, xp, t, classes, ignore_index):
+    """Flat class indices (M,), the mask of those not equal to ignore_index, and the indices with the ignored ones
+    set to 0 (safe to gather with). An index outside [0, classes) raises."""
+    y = t.reshape(-1)
+    valid = y != ignore_index
+    bad = valid & ((y < 0) | (y >= classes))
+    if bool(bad.any()):
+        raise IndexError(f"{op}: target values {sorted(set(y[bad].tolist()))[:5]} are out of range for "
+                         f"{classes} classes (ignore_index={ignore_index})")
+    return y, valid, xp.where(valid, y, 0)
+
+
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
                   reduction="mean", label_smoothing=0.0):
     """Softmax cross-entropy of logits (N, C) or (N, C, d1, ...) (or unbatched (C,)).
@@ -59,44 +102,17 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     reduction = _reduction("cross_entropy", reduction, size_average, reduce)
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
-    if input.ndim == 0:
-        raise ValueError("cross_entropy: input must have shape (C,), (N, C) or (N, C, d1, ...), got a 0-d tensor")
-    unbatched = input.ndim == 1
-    class_axis = 0 if unbatched else 1
-    classes = input.shape[class_axis]
-    t = data_of(target)
-    probabilities = backend.is_floating(t.dtype)
-    index_shape = input.shape[:class_axis] + input.shape[class_axis + 1:]
-    if (probabilities and t.shape != input.shape) or (not probabilities and t.shape != index_shape):
-        raise ValueError(f"cross_entropy: target of shape {t.shape} ({t.dtype}) does not match input of shape "
-                         f"{input.shape}: expected class indices of shape {index_shape} or class probabilities "
-                         f"of shape {input.shape}")
-    if not probabilities and t.dtype.kind not in "iu":
-        raise TypeError(f"cross_entropy: class-index target must be an integer tensor, got {t.dtype}")
-    if weight is not None and weight.shape != (classes,):
-        raise ValueError(f"cross_entropy: weight of shape {weight.shape} does not match the {classes} classes of the "
-                         f"input of shape {input.shape}; expected ({classes},)")
-    check_same_dtype("cross_entropy", input, weight, target if probabilities else None)
+    t, probabilities = _check_class_target("cross_entropy", input, target, weight, probabilities_allowed=True)
+    unbatched, classes = input.ndim == 1, input.shape[0 if input.ndim == 1 else 1]
     xp = backend.array_module(input.data)
-    # logits as rows (M, C): a view for (N, C); (N, C, d...) moves C last
-    z = input.data[None] if unbatched else input.data
-    if z.ndim > 2:
-        z = xp.moveaxis(z, 1, -1)
-    row_shape = z.shape[:-1]
-    z = z.reshape(-1, classes)                                    # (M, C)
+    z, row_shape = _class_rows(xp, input.data, unbatched)          # (M, C)
     w = None if weight is None else weight.data
     if probabilities:
         shifted = z - z.max(axis=1, keepdims=True)                # (M, C)
         return _cross_entropy_probs(input, target, weight, shifted, row_shape, unbatched, label_smoothing,
                                     reduction)
 
-    y = t.reshape(-1)                                             # (M,)
-    valid = y != ignore_index
-    bad = valid & ((y < 0) | (y >= classes))
-    if bool(bad.any()):
-        raise IndexError(f"cross_entropy: target values {sorted(set(y[bad].tolist()))[:5]} are out of range for "
-                         f"{classes} classes (ignore_index={ignore_index})")
-    safe_y = xp.where(valid, y, 0)
+    y, valid, safe_y = _class_indices("cross_entropy", xp, t, classes, ignore_index)  # (M,) each
     if w is None and not label_smoothing and z.size and backend.uses_cpu_kernels(z):
         return _cross_entropy_cpu_kernel(input, z, safe_y, valid, row_shape, unbatched, reduction)
     shifted = z - z.max(axis=1, keepdims=True)                    # (M, C)
@@ -163,10 +179,7 @@ def _cross_entropy_probs(input, target, weight, shifted, row_shape, unbatched, e
     """
     xp = backend.array_module(shifted)
     classes = shifted.shape[1]
-    t = target.data[None] if unbatched else target.data
-    if t.ndim > 2:
-        t = xp.moveaxis(t, 1, -1)
-    t = t.reshape(-1, classes)                                    # (M, C)
+    t, _ = _class_rows(xp, target.data, unbatched)                # (M, C)
     logp = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
     smoothed = (1 - eps) * t + eps / classes
     q = smoothed if weight is None else smoothed * weight.data
@@ -188,6 +201,66 @@ def _cross_entropy_probs(input, target, weight, shifted, row_shape, unbatched, e
         return (dz, dt) if weight is None else (dz, dt, dw)
     parents = (input, target) if weight is None else (input, target, weight)
     return _reduce(loss, reduction, "cross_entropy", parents, grads)
+
+
+def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean"):
+    """Negative log-likelihood of log-probabilities (N, C) or (N, C, d1, ...) (or unbatched (C,)) at class indices:
+
+        loss_n = -w_{y_n} x_{n, y_n}   (0 where y_n = ignore_index);  'mean' divides by sum_n w_{y_n} over the
+        samples not ignored (their count without weights), as torch (0 / 0 = nan when all are ignored).
+
+    Backward: dx_{n, y_n} = -w_{y_n} g_n (/ that sum), every other entry 0. The class weights get no gradient (torch).
+    """
+    reduction = _reduction("nll_loss", reduction, size_average, reduce)
+    t, _ = _check_class_target("nll_loss", input, target, weight, probabilities_allowed=False)
+    unbatched, classes = input.ndim == 1, input.shape[0 if input.ndim == 1 else 1]
+    xp = backend.array_module(input.data)
+    x, row_shape = _class_rows(xp, input.data, unbatched)          # (M, C)
+    _, valid, safe_y = _class_indices("nll_loss", xp, t, classes, ignore_index)  # (M,) each
+    rows = xp.arange(x.shape[0])
+    w_y = xp.where(valid, 1 if weight is None else weight.data[safe_y], 0).astype(x.dtype, copy=False)  # (M,)
+    loss = (-w_y * x[rows, safe_y]).reshape(row_shape[1:] if unbatched else row_shape)
+
+    def grads(g_loss):
+        dx = xp.zeros_like(x)                                     # (M, C)
+        dx[rows, safe_y] = -w_y * g_loss.reshape(-1)
+        return (_rows_to_input(xp, dx, input.shape, row_shape, unbatched),)
+    return _reduce(loss, reduction, "nll_loss", (input,), grads, count=w_y.sum() if reduction == "mean" else None)
+
+
+def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None, reduction="mean"):
+    """Binary cross-entropy of probabilities x in [0, 1]: loss = -w (t log x + (1 - t) log(1 - x)), each log
+    clamped at -100 as torch (so x = 0 or 1 gives a finite loss); weight broadcasts to the input.
+
+    Backward, as torch:  dx = w (x - t) / max(x (1 - x), 1e-12) g,   dt = w (log(1 - x) - log x) g (unclamped),
+    dweight = (loss / w) g  (torch refuses the last one; minigrad computes it).
+    """
+    reduction = _reduction("binary_cross_entropy", reduction, size_average, reduce)
+    _same_shape("binary_cross_entropy", input, target)
+    check_same_dtype("binary_cross_entropy", input, target, weight)
+    wd = data_broadcasting_to("binary_cross_entropy", "weight", weight, input)
+    xp = backend.array_module(input.data)
+    x, t = input.data, target.data
+    if x.size and bool(((x < 0) | (x > 1)).any()):
+        raise ValueError(f"binary_cross_entropy: all elements of the input (shape {input.shape}) must be between "
+                         f"0 and 1, got values in [{float(x.min())}, {float(x.max())}]")
+    with backend.np.errstate(divide="ignore"):                    # log(0) = -inf, clamped below
+        log_x, log_1mx = xp.log(x), xp.log1p(-x)
+    unweighted = -(t * xp.maximum(log_x, -100) + (1 - t) * xp.maximum(log_1mx, -100))
+    loss = unweighted if wd is None else unweighted * wd
+
+    def grads(g):
+        gw = g if wd is None else g * wd
+        dx = dt = dweight = None
+        if input.requires_grad:
+            dx = gw * (x - t) / xp.maximum(x * (1 - x), 1e-12)
+        if target.requires_grad:
+            dt = gw * (log_1mx - log_x)
+        if weight is not None and weight.requires_grad:
+            dweight = g * unweighted
+        return (dx, dt) if weight is None else (dx, dt, dweight)
+    parents = (input, target) if weight is None else (input, target, weight)
+    return _reduce(loss.astype(x.dtype, copy=False), reduction, "binary_cross_entropy", parents, grads)
 
 
 def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None, reduction="mean",

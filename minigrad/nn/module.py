@@ -9,6 +9,10 @@ name, its path from the root module:
 `state_dict()` maps these names to tensors and `load_state_dict()` copies values back by name,
 checking every key and shape first, so PyTorch checkpoints (torch tensors or NumPy arrays) load
 directly when the modules use PyTorch's attribute names.
+
+Forward hooks, as torch's, read or patch what a module sees and returns without changing its code:
+calling a module runs each pre-hook(module, args) (a returned value replaces args), then forward,
+then each hook(module, args, output) (a returned value replaces the output), in registration order.
 """
 from collections import OrderedDict, namedtuple
 
@@ -44,6 +48,25 @@ def zero_grads(params, set_to_none=True):
             p.grad = None if set_to_none else Tensor(backend.array_module(p.grad.data).zeros_like(p.grad.data))
 
 
+class RemovableHandle:
+    """What registering a hook returns: handle.remove() takes the hook out again (also on leaving a `with` block)."""
+
+    next_id = 0
+
+    def __init__(self, hooks):
+        self.hooks, self.id = hooks, RemovableHandle.next_id
+        RemovableHandle.next_id += 1
+
+    def remove(self):
+        self.hooks.pop(self.id, None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.remove()
+
+
 class Module:
     """Base class of every layer and model. Subclasses set attributes in __init__ and define forward()."""
 
@@ -52,13 +75,52 @@ class Module:
         object.__setattr__(self, "_buffers", {})
         object.__setattr__(self, "_non_persistent_buffers", set())
         object.__setattr__(self, "_modules", {})
+        object.__setattr__(self, "_forward_pre_hooks", OrderedDict())  # handle id -> (hook, with_kwargs)
+        object.__setattr__(self, "_forward_hooks", OrderedDict())
         object.__setattr__(self, "training", True)
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        if not (self._forward_pre_hooks or self._forward_hooks):
+            return self.forward(*args, **kwargs)
+        for hook, with_kwargs in list(self._forward_pre_hooks.values()):
+            result = hook(self, args, kwargs) if with_kwargs else hook(self, args)
+            if result is None:
+                continue
+            if with_kwargs:
+                if not (isinstance(result, tuple) and len(result) == 2):
+                    raise RuntimeError(f"forward pre-hook registered with_kwargs must return None or a tuple "
+                                       f"(args, kwargs), got {type(result).__name__}")
+                args, kwargs = result
+            else:
+                args = result if isinstance(result, tuple) else (result,)
+        output = self.forward(*args, **kwargs)
+        for hook, with_kwargs in list(self._forward_hooks.values()):
+            result = hook(self, args, kwargs, output) if with_kwargs else hook(self, args, output)
+            if result is not None:
+                output = result
+        return output
+
+    # ---- hooks ------------------------------------------------------------------------------
+    @staticmethod
+    def _add_hook(hooks, hook, prepend, with_kwargs):
+        handle = RemovableHandle(hooks)
+        hooks[handle.id] = (hook, with_kwargs)
+        if prepend:
+            hooks.move_to_end(handle.id, last=False)
+        return handle
+
+    def register_forward_pre_hook(self, hook, *, prepend=False, with_kwargs=False):
+        """hook(module, args) before each forward; returning a value replaces args (a non-tuple becomes (value,)).
+        with_kwargs: hook(module, args, kwargs), returning None or (args, kwargs). prepend: run before the others."""
+        return self._add_hook(self._forward_pre_hooks, hook, prepend, with_kwargs)
+
+    def register_forward_hook(self, hook, *, prepend=False, with_kwargs=False):
+        """hook(module, args, output) after each forward; returning a value replaces the output.
+        with_kwargs: hook(module, args, kwargs, output). prepend: run before the others."""
+        return self._add_hook(self._forward_hooks, hook, prepend, with_kwargs)
 
     # ---- registration -----------------------------------------------------------------------
     def _store(self, name):

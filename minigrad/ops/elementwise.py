@@ -70,6 +70,14 @@ def broadcast_operands(a, b, op: str):
     return a, b
 
 
+def float_operands(a, b, op: str):
+    """broadcast_operands(a, b, op) for an op defined on floats: two integer operands become float32, as torch."""
+    a, b = broadcast_operands(a, b, op)
+    if not backend.is_floating(a.dtype):
+        a, b = a.float(), b.float()
+    return a, b
+
+
 def data_broadcasting_to(op, what, value, input):
     """The array of `value` (a Tensor or an array, e.g. a mask or a weight; None passes through), checked to
     broadcast to exactly the input's shape, or an error naming the op, `what` and both shapes."""
@@ -112,11 +120,34 @@ def mul(a, b):
     return record(a.data * b.data, (a, b), backward, "mul")
 
 
-@tensor_method
-def div(a, b):
-    a, b = broadcast_operands(a, b, "div")
+def rounded_quotient(op, a, b, rounding_mode):
+    """The arrays a / b rounded toward zero ('trunc') or down ('floor', Python's //). Integers stay integers, and
+    an integer division by zero raises, as torch."""
+    xp = backend.array_module(a)
     if not backend.is_floating(a.dtype):
-        a, b = a.float(), b.float()
+        if xp.any(b == 0):
+            raise ZeroDivisionError(f"{op}: integer division by zero (shapes {a.shape} and {b.shape})")
+        return xp.floor_divide(a, b) if rounding_mode == "floor" else (a - xp.fmod(a, b)) // b
+    with backend.np.errstate(divide="ignore", invalid="ignore"):
+        return xp.floor_divide(a, b) if rounding_mode == "floor" else xp.trunc(a / b)
+
+
+def zero_gradients(parents):
+    """A backward for ops that are flat almost everywhere (rounding, sign): a zero gradient to every parent."""
+    return lambda g: tuple(backend.array_module(g).zeros_like(g) for _ in parents)
+
+
+@tensor_method
+def div(a, b, rounding_mode=None):
+    """a / b; d/da = 1 / b, d/db = -a / b^2. rounding_mode='trunc' or 'floor' rounds the quotient (integers stay
+    integers) and then has a zero gradient, as torch."""
+    if rounding_mode is not None:
+        if rounding_mode not in ("trunc", "floor"):
+            raise ValueError(f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}")
+        a, b = broadcast_operands(a, b, "div")
+        out = rounded_quotient("div", a.data, b.data, rounding_mode)
+        return record(out, (a, b), zero_gradients((a, b)), "div")
+    a, b = float_operands(a, b, "div")
     out = a.data / b.data
 
     def backward(g):
@@ -191,6 +222,8 @@ Tensor.__add__, Tensor.__radd__ = add, _reflected(add)
 Tensor.__sub__, Tensor.__rsub__ = sub, _reflected(sub)
 Tensor.__mul__, Tensor.__rmul__ = mul, _reflected(mul)
 Tensor.__truediv__, Tensor.__rtruediv__ = div, _reflected(div)
+Tensor.__floordiv__ = lambda self, other: div(self, other, rounding_mode="floor")
+Tensor.__rfloordiv__ = lambda self, other: div(other, self, rounding_mode="floor")
 Tensor.__pow__ = pow
 Tensor.__neg__ = neg
 

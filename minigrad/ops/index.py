@@ -1,4 +1,5 @@
-"""Indexing: x[index], gather, scatter_add, index_select, and the sorting ops sort, argsort, topk.
+"""Indexing: x[index], gather, scatter_add, index_select, take_along_dim, masked_select, nonzero, and the sorting
+ops sort, argsort, topk (scatter and scatter_reduce are in scatter.py).
 
 Reading by index is a copy; its backward writes g back into a zero tensor of the input's shape. An
 index may name one position several times (x[[0, 0]], a token that occurs twice in a batch), so
@@ -123,16 +124,22 @@ def add_at_along(shape, dim, index, values):
     """
     xp = backend.array_module(values)
     out = xp.zeros(shape, dtype=values.dtype)
+    backend.scatter_add(xp, out.reshape(-1), flat_positions(shape, dim, index, values.shape), values.reshape(-1))
+    return out
+
+
+def flat_positions(shape, dim, index, values_shape):
+    """The positions, in a flattened array of `shape`, of out[..., index[k], ...] along axis `dim` for every
+    entry of an array of `values_shape` (index broadcasts against it), as one 1-D int64 array."""
+    xp = backend.array_module(index)
     strides = [1] * len(shape)
     for d in range(len(shape) - 2, -1, -1):
         strides[d] = strides[d + 1] * shape[d + 1]
     flat = index.astype(backend.int64, copy=False) * strides[dim]
-    for d, n in enumerate(values.shape):
+    for d, n in enumerate(values_shape):
         if d != dim and strides[d] and n > 1:
-            flat = flat + (xp.arange(n) * strides[d]).reshape((n,) + (1,) * (values.ndim - d - 1))
-    flat = xp.broadcast_to(flat, values.shape)
-    backend.scatter_add(xp, out.reshape(-1), flat.reshape(-1), values.reshape(-1))
-    return out
+            flat = flat + (xp.arange(n) * strides[d]).reshape((n,) + (1,) * (len(values_shape) - d - 1))
+    return xp.broadcast_to(flat, values_shape).reshape(-1)
 
 
 def _int_index(index, op):
@@ -187,29 +194,44 @@ def scatter_add(input, dim, index, src):
 
     Backward: d input = g; d src[i][j] = g[index[i][j]][j] (zero where src lies outside index's shape).
     """
-    if input.ndim == 0:
-        raise ValueError("scatter_add: input must have at least 1 dimension, got a 0-d tensor")
-    if src.dtype != input.dtype:
-        raise TypeError(f"scatter_add: src dtype {src.dtype} differs from the input's {input.dtype}")
-    idx = _int_index(index, "scatter_add")
-    dim = normalize_dims(dim, input.ndim, "scatter_add")[0]
-    _check_gather_shapes(input, dim, idx, "scatter_add", other=src.shape)
-    _check_range(idx, input.shape[dim], "scatter_add", f"dimension {dim} of the input of shape {input.shape}")
-    xp = backend.array_module(input.data)
-    used = _leading(src.shape, None, idx.shape)  # the part of src that index covers
-    out = input.data + add_at_along(input.shape, dim, idx, src.data[used])
+    dim, idx = check_scatter(input, dim, index, src, "scatter_add")
+    out = input.data + add_at_along(input.shape, dim, idx, source_part(src, idx))
+    return record(out, (input, src), lambda g: (g, gather_to_source(g, dim, idx, src) if src.requires_grad
+                                                  else None), "scatter_add")
 
-    def backward(g):
-        grad_src = None
-        if src.requires_grad:
-            picked = xp.take_along_axis(g[_leading(g.shape, dim, idx.shape)], idx, axis=dim)
-            if picked.shape == src.shape:
-                grad_src = picked
-            else:
-                grad_src = xp.zeros(src.shape, dtype=g.dtype)
-                grad_src[used] = picked
-        return g, grad_src
-    return record(out, (input, src), backward, "scatter_add")
+
+def check_scatter(input, dim, index, src, op):
+    """(dim as a non-negative axis, the index array) for a scatter of src into input, or an error naming op."""
+    if input.ndim == 0:
+        raise ValueError(f"{op}: input must have at least 1 dimension, got a 0-d tensor")
+    if src.dtype != input.dtype:
+        raise TypeError(f"{op}: src dtype {src.dtype} differs from the input's {input.dtype}")
+    idx = _int_index(index, op)
+    dim = normalize_dims(dim, input.ndim, op)[0]
+    _check_gather_shapes(input, dim, idx, op, other=src.shape)
+    _check_range(idx, input.shape[dim], op, f"dimension {dim} of the input of shape {input.shape}")
+    return dim, idx
+
+
+def source_part(src, idx):
+    """The part of a scatter's src that index covers (its leading index.shape entries)."""
+    return src.data[_leading(src.shape, None, idx.shape)]
+
+
+def gather_to_source(g, dim, idx, src):
+    """A scatter's gradient for src: dsrc[i][j] = g[index[i][j]][j] (dim=0), zero where src lies outside
+    index's shape."""
+    xp = backend.array_module(g)
+    return fit_to_source(xp.take_along_axis(g[_leading(g.shape, dim, idx.shape)], idx, axis=dim), idx, src)
+
+
+def fit_to_source(grad, idx, src):
+    """A gradient for the part of src that index covers (index's shape), zero-padded to src's shape."""
+    if grad.shape == src.shape:
+        return grad
+    full = backend.array_module(grad).zeros(src.shape, dtype=grad.dtype)
+    full[_leading(src.shape, None, idx.shape)] = grad
+    return full
 
 
 @tensor_method
@@ -235,6 +257,74 @@ def index_select(input, dim, index):
         g = g.reshape(1) if input.ndim == 0 else g
         return (add_at_along(data.shape, dim, along, g).reshape(input.shape),)
     return record(out, (input,), backward, "index_select")
+
+
+@tensor_method
+def take_along_dim(input, indices, dim=None):
+    """input's entries at `indices` along dim (torch.take_along_dim): gather, with input and indices broadcast
+    against each other in every other dim; dim None indexes the flattened input with the flattened indices.
+
+    Backward: dx[..., indices[k], ...] += g[..., k, ...], summed back over broadcast dims by the engine.
+    """
+    idx = _int_index(indices, "take_along_dim")
+    xp = backend.array_module(input.data)
+    if dim is None:
+        data, idx, axis = input.data.reshape(-1), idx.reshape(-1), 0
+    else:
+        if input.ndim == 0 or idx.ndim != input.ndim:
+            raise ValueError(f"take_along_dim: indices of shape {idx.shape} must have as many dimensions as the "
+                             f"input of shape {input.shape} (at least 1)")
+        axis = normalize_dims(dim, input.ndim, "take_along_dim")[0]
+        others = [s[:axis] + (1,) + s[axis + 1:] for s in (input.shape, idx.shape)]
+        try:
+            common = backend.np.broadcast_shapes(*others)
+        except ValueError:
+            raise ValueError(f"take_along_dim: input of shape {input.shape} and indices of shape {idx.shape} do not "
+                             f"broadcast outside dimension {dim}") from None
+        data = xp.broadcast_to(input.data, common[:axis] + (input.shape[axis],) + common[axis + 1:])
+        idx = xp.broadcast_to(idx, common[:axis] + (idx.shape[axis],) + common[axis + 1:])
+    _check_range(idx, data.shape[axis], "take_along_dim", f"dimension {axis} of the input of shape {data.shape}")
+    out = xp.take_along_axis(data, idx, axis=axis)
+
+    def backward(g):
+        grad = add_at_along(data.shape, axis, idx, g)
+        return (grad.reshape(input.shape) if dim is None else grad,)
+    return record(out, (input,), backward, "take_along_dim")
+
+
+@tensor_method
+def masked_select(input, mask):
+    """The entries of input where mask is True, as a 1-D tensor; input and mask broadcast together.
+
+    Backward: g written at the selected positions of a zero tensor of the broadcast shape.
+    """
+    m = mask.data if isinstance(mask, Tensor) else mask
+    if m.dtype != backend.bool_:
+        raise TypeError(f"masked_select: mask must be a bool tensor, got {m.dtype}")
+    try:
+        shape = backend.np.broadcast_shapes(input.shape, m.shape)
+    except ValueError:
+        raise ValueError(f"masked_select: mask of shape {m.shape} does not broadcast with the input's shape "
+                         f"{input.shape}") from None
+    xp = backend.array_module(input.data)
+    m = xp.broadcast_to(m, shape)
+
+    def backward(g):
+        full = xp.zeros(shape, dtype=g.dtype)
+        full[m] = g
+        return (full,)
+    return record(xp.broadcast_to(input.data, shape)[m], (input,), backward, "masked_select")
+
+
+@tensor_method
+def nonzero(input, *, as_tuple=False):
+    """The int64 indices of the non-zero entries: an (N, ndim) tensor, or with as_tuple one 1-D tensor per
+    dim (a 0-d input counts as 1-D there, as in torch)."""
+    xp = backend.array_module(input.data)
+    if as_tuple:
+        data = input.data.reshape(1) if input.ndim == 0 else input.data
+        return tuple(Tensor(i.astype(backend.int64)) for i in xp.nonzero(data))
+    return Tensor(xp.argwhere(input.data).astype(backend.int64))
 
 
 # ---------------------------------------------------------------------------------------------

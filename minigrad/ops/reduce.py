@@ -40,12 +40,19 @@ def expand_reduced(g, shape, axes, keepdim):
     return xp.broadcast_to(g, shape)
 
 
+def with_dtype(x, dtype):
+    """x cast to `dtype` first, as torch's dtype= argument of sum, prod and cumprod (the cast's backward returns
+    the gradient in x's own dtype); dtype None keeps x, with bool and small ints widened to int64 as torch does."""
+    if dtype is not None:
+        return x.type(dtype)
+    return x if backend.is_floating(x.dtype) or x.dtype == backend.int64 else x.type(backend.int64)
+
+
 @tensor_method
-def sum(x, dim=None, keepdim=False):
+def sum(x, dim=None, keepdim=False, *, dtype=None):
+    x = with_dtype(x, dtype)
     axes = normalize_dims(dim, x.ndim, "sum")
-    out = x.data.sum(axis=axes, keepdims=keepdim)
-    if not backend.is_floating(x.dtype) and x.dtype != backend.int64:
-        out = out.astype(backend.int64)  # PyTorch sums bool and small ints as int64
+    out = x.data.sum(axis=axes, keepdims=keepdim, dtype=x.dtype)
     return record(out, (x,), lambda g: (expand_reduced(g, x.shape, axes, keepdim),), "sum")
 
 
@@ -247,3 +254,93 @@ def cumsum(x, dim):
         return (xp.flip(xp.cumsum(xp.flip(g, axis), axis=axis), axis),)
     return record(out, (x,), backward, "cumsum")
 
+
+
+# ---------------------------------------------------------------------------------------------
+# prod, the logical reductions any / all / allclose, and var_mean / std_mean
+# ---------------------------------------------------------------------------------------------
+
+def exclusive_cumprod(data, axis, reverse=False):
+    """The product of the entries strictly before each position along axis (strictly after, with reverse);
+    1 where there are none."""
+    xp = backend.array_module(data)
+    if reverse:
+        return xp.flip(exclusive_cumprod(xp.flip(data, axis), axis), axis)
+    out = xp.ones_like(data)
+    if data.shape[axis] > 1:
+        after_first = tuple(slice(1, None) if d == axis else slice(None) for d in range(data.ndim))
+        before_last = tuple(slice(None, -1) if d == axis else slice(None) for d in range(data.ndim))
+        out[after_first] = xp.cumprod(data[before_last], axis=axis)
+    return out
+
+
+@tensor_method
+def prod(x, dim=None, keepdim=False, *, dtype=None):
+    """The product over one dim, or over every entry when dim is None (torch.prod reduces one int dim).
+
+    Backward without dividing by x, so it is exact where x has zeros (torch's convention):
+        dx_i = g * prod_{j<i} x_j * prod_{j>i} x_j        (the products before and after i along dim)
+    """
+    if dim is not None and (not isinstance(dim, int) or isinstance(dim, bool)):
+        raise TypeError(f"prod: dim must be an int or None (torch.prod reduces one dimension), got {dim!r}")
+    x = with_dtype(x, dtype)
+    whole = dim is None or x.ndim == 0
+    axis = 0 if whole else normalize_dims(dim, x.ndim, "prod")[0]
+    if dim is not None and whole:
+        normalize_dims(dim, 0, "prod")  # a 0-d tensor accepts dim 0 and -1
+    data = x.data.reshape(-1) if whole else x.data
+    out = data.prod(axis=axis, keepdims=True, dtype=data.dtype)
+    shape = () if whole else out.shape if keepdim else x.shape[:axis] + x.shape[axis + 1:]
+
+    def backward(g):
+        others = exclusive_cumprod(data, axis) * exclusive_cumprod(data, axis, reverse=True)
+        return ((g.reshape(out.shape) * others).reshape(x.shape),)
+    return record(out.reshape(shape), (x,), backward, "prod")
+
+
+def _logical(x, dim, keepdim, name):
+    """any / all over dim: bool, or uint8 for a uint8 input, as torch. Not differentiable."""
+    xp = backend.array_module(x.data)
+    axes = normalize_dims(dim, x.ndim, name)
+    out = xp.asarray(getattr(xp, name)(x.data, axis=axes, keepdims=keepdim))
+    return Tensor(out.astype(x.dtype if x.dtype == backend.np.uint8 else backend.bool_))
+
+
+@tensor_method
+def any(x, dim=None, keepdim=False):
+    return _logical(x, dim, keepdim, "any")
+
+
+@tensor_method
+def all(x, dim=None, keepdim=False):
+    return _logical(x, dim, keepdim, "all")
+
+
+@tensor_method
+def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
+    """|input - other| <= atol + rtol * |other| elementwise, as a bool tensor; equal infinities are close, NaN
+    is close to NaN only with equal_nan. Both tensors must have one dtype (torch refuses to mix them)."""
+    if input.dtype != other.dtype:
+        raise TypeError(f"isclose: dtypes {input.dtype} and {other.dtype} differ (shapes {input.shape} and "
+                        f"{other.shape}); expected one dtype")
+    xp = backend.array_module(input.data)
+    try:
+        return Tensor(xp.isclose(input.data, other.data, rtol=rtol, atol=atol, equal_nan=equal_nan))
+    except ValueError:
+        raise ValueError(f"isclose: shapes {input.shape} and {other.shape} do not broadcast") from None
+
+
+@tensor_method
+def allclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
+    """True when every entry is close (isclose); a Python bool, as torch.allclose."""
+    return bool(isclose(input, other, rtol, atol, equal_nan).data.all())
+
+
+def var_mean(x, dim=None, *, correction=1, keepdim=False, unbiased=None):
+    """(var, mean) over dim, as torch.var_mean; the gradients of both reach x."""
+    return var(x, dim, keepdim, correction, unbiased), mean(x, dim, keepdim)
+
+
+def std_mean(x, dim=None, *, correction=1, keepdim=False, unbiased=None):
+    """(std, mean) over dim, as torch.std_mean."""
+    return std(x, dim, keepdim, correction, unbiased), mean(x, dim, keepdim)

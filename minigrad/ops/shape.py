@@ -2,6 +2,7 @@
 import builtins
 
 from minigrad import backend
+from minigrad.ops.index import add_at_along, index_select
 from minigrad.ops.reduce import normalize_dims
 from minigrad.tensor import Tensor, record, tensor_method
 
@@ -231,3 +232,155 @@ def flip(x, dims):
     xp = backend.array_module(x.data)
     axes = normalize_dims(dims, x.ndim, "flip")
     return record(xp.flip(x.data, axes), (x,), lambda g: (xp.flip(g, axes),), "flip")
+
+
+@tensor_method
+def roll(x, shifts, dims=None):
+    """Shift entries along dims, wrapping around; dims None rolls the flattened tensor. Backward: roll g back."""
+    xp = backend.array_module(x.data)
+    if dims is not None:
+        shifts, dims = (shifts, dims) if isinstance(dims, (tuple, list)) else ((shifts,), (dims,))
+        if len(shifts) != len(dims):
+            raise ValueError(f"roll: {len(shifts)} shifts for {len(dims)} dims; expected one shift per dim")
+        dims = tuple(normalize_dims(d, x.ndim, "roll")[0] if x.ndim else 0 for d in dims)
+    back = -shifts if isinstance(shifts, int) else tuple(-s for s in shifts)
+    data = x.data.reshape(1) if x.ndim == 0 else x.data
+    out = xp.roll(data, shifts, dims).reshape(x.shape)
+    return record(out, (x,), lambda g: (xp.roll(g.reshape(data.shape), back, dims).reshape(x.shape),), "roll")
+
+
+def _diagonal_positions(xp, rows, cols, offset):
+    """(row indices, column indices) of the diagonal `offset` of a rows x cols matrix."""
+    length = builtins.max(0, builtins.min(rows + builtins.min(offset, 0), cols - builtins.max(offset, 0)))
+    steps = xp.arange(length)
+    return steps + builtins.max(-offset, 0), steps + builtins.max(offset, 0)
+
+
+def _take_diagonal(x, offset, dim1, dim2, op):
+    """The diagonal `offset` of the matrices spanned by dim1 and dim2, as a new last dim.
+    Backward: g written on that diagonal of a zero tensor."""
+    if x.ndim < 2:
+        raise ValueError(f"{op}: input must have at least 2 dimensions, got shape {x.shape}")
+    a, b = (normalize_dims(d, x.ndim, op)[0] for d in (dim1, dim2))
+    if a == b:
+        raise ValueError(f"{op}: dim1 and dim2 must differ, both name dimension {a}")
+    xp = backend.array_module(x.data)
+    rows, cols = _diagonal_positions(xp, x.shape[a], x.shape[b], offset)
+    out = xp.moveaxis(x.data, (a, b), (-2, -1))[..., rows, cols]
+
+    def backward(g):
+        full = xp.zeros(x.shape, dtype=g.dtype)
+        xp.moveaxis(full, (a, b), (-2, -1))[..., rows, cols] = g  # writes through the view into full
+        return (full,)
+    return record(out, (x,), backward, op)
+
+
+@tensor_method
+def diagonal(x, offset=0, dim1=0, dim2=1):
+    """torch.diagonal: the diagonal `offset` of the matrices spanned by dim1 and dim2, as a new last dim."""
+    return _take_diagonal(x, offset, dim1, dim2, "diagonal")
+
+
+@tensor_method
+def diag(x, diagonal=0):
+    """A 1-D tensor -> the square matrix with it on diagonal `diagonal`; a 2-D one -> that diagonal."""
+    if x.ndim == 2:
+        return _take_diagonal(x, diagonal, 0, 1, "diag")
+    if x.ndim != 1:
+        raise ValueError(f"diag: input must be 1-D or 2-D, got shape {x.shape}")
+    xp = backend.array_module(x.data)
+    n = x.shape[0] + builtins.abs(diagonal)
+    rows, cols = _diagonal_positions(xp, n, n, diagonal)
+    out = xp.zeros((n, n), dtype=x.dtype)
+    out[rows, cols] = x.data
+    return record(out, (x,), lambda g: (g[rows, cols],), "diag")
+
+
+@tensor_method
+def unflatten(x, dim, sizes):
+    """Split dimension dim into `sizes` (one of them may be -1), the inverse of flatten."""
+    axis = normalize_dims(dim, x.ndim, "unflatten")[0]
+    sizes = tuple(sizes)
+    known = 1
+    for n in sizes:
+        known *= n if n != -1 else 1
+    if sizes.count(-1) > 1 or (sizes.count(-1) == 0 and known != x.shape[axis]) \
+            or (known and x.shape[axis] % known) or (not known and x.shape[axis]):
+        raise ValueError(f"unflatten: sizes {sizes} do not split dimension {dim} of size {x.shape[axis]} "
+                         f"(shape {x.shape})")
+    return reshape(x, x.shape[:axis] + sizes + x.shape[axis + 1:])
+
+
+@tensor_method
+def unfold(x, dimension, size, step):
+    """Every slice of length `size` along `dimension`, `step` apart, as a new last dim (torch.Tensor.unfold):
+    shape (..., (n - size) // step + 1, ..., size). Windows may overlap, so the backward scatter-adds g."""
+    if x.ndim == 0:
+        normalize_dims(dimension, 0, "unfold")
+        return reshape(unfold(reshape(x, 1), 0, size, step), size)
+    axis = normalize_dims(dimension, x.ndim, "unfold")[0]
+    n = x.shape[axis]
+    if not 0 <= size <= n or step <= 0:
+        raise ValueError(f"unfold: size {size} and step {step} do not fit dimension {dimension} of size {n} "
+                         f"(shape {x.shape}); expected 0 <= size <= {n} and step > 0")
+    xp = backend.array_module(x.data)
+    count = (n - size) // step + 1
+    windows = xp.arange(count)[:, None] * step + xp.arange(size)  # (count, size)
+    out = xp.moveaxis(xp.take(x.data, windows, axis=axis), axis + 1, -1)  # (..., count, ..., size)
+    along = windows.reshape((-1,) + (1,) * (x.ndim - axis - 1))
+
+    def backward(g):
+        g = xp.moveaxis(g, -1, axis + 1)
+        g = g.reshape(g.shape[:axis] + (count * size,) + g.shape[axis + 2:])
+        return (add_at_along(x.shape, axis, along, g),)
+    return record(out, (x,), backward, "unfold")
+
+
+@tensor_method
+def repeat_interleave(input, repeats=None, dim=None, *, output_size=None):
+    """Repeat each entry along dim (the flattened tensor when dim is None) `repeats` times: an int, or one
+    count per entry. repeat_interleave(counts) alone gives each index i counts[i] times. The backward is
+    index_select's: the copies' gradients add up."""
+    xp = backend.array_module(input.data)
+    if repeats is None:
+        return Tensor(xp.repeat(xp.arange(input.shape[0]), input.data))
+    if dim is None:
+        input, dim = reshape(input, -1), 0
+    axis = normalize_dims(dim, input.ndim, "repeat_interleave")[0] if input.ndim else 0
+    n = input.shape[axis] if input.ndim else 1
+    counts = repeats.data if isinstance(repeats, Tensor) else repeats
+    try:
+        index = xp.repeat(xp.arange(n), counts)
+    except ValueError:
+        raise ValueError(f"repeat_interleave: repeats of shape {getattr(counts, 'shape', ())} do not match "
+                         f"dimension {dim} of size {n} (shape {input.shape}); expected one count or {n}") from None
+    if output_size is not None and output_size != index.size:
+        raise ValueError(f"repeat_interleave: output_size {output_size} differs from the {index.size} repeats")
+    return index_select(input if input.ndim else reshape(input, 1), axis, Tensor(index))
+
+
+def meshgrid(*tensors, indexing="ij"):
+    """Coordinate grids from 1-D tensors: output k holds tensors[k] along dim k ('ij'); 'xy' swaps the first
+    two dims (Cartesian indexing). Each output is an expand, so its gradient sums back to its tensor."""
+    tensors = list(tensors[0]) if len(tensors) == 1 and isinstance(tensors[0], (tuple, list)) else list(tensors)
+    if indexing not in ("ij", "xy"):
+        raise ValueError(f"meshgrid: indexing must be 'ij' or 'xy', got {indexing!r}")
+    if any(t.ndim > 1 for t in tensors):
+        raise ValueError(f"meshgrid: expected 0-d or 1-D tensors, got shapes {[tuple(t.shape) for t in tensors]}")
+    sizes = [t.numel() for t in tensors]
+    order = list(range(len(tensors)))
+    if indexing == "xy" and len(tensors) > 1:
+        order[0], order[1] = 1, 0
+    grid = tuple(sizes[k] for k in order)
+    grids = []
+    for k, t in enumerate(tensors):
+        shape = [1] * len(tensors)
+        shape[order.index(k)] = sizes[k]
+        grids.append(expand(reshape(t, tuple(shape)), grid))
+    return tuple(grids)
+
+
+@tensor_method
+def clone(x):
+    """A copy of x that stays in the graph: the gradient passes through unchanged."""
+    return record(x.data.copy(), (x,), lambda g: (g,), "clone")
