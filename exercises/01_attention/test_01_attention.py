@@ -230,64 +230,9 @@ def test_head_layout_is_torch_multihead_attention(C, H):
     assert_matches("multi-head attention with your head split and merge", got.detach().numpy(), want)
 
 
-# ---- 01.6 pointer_log_probs ------------------------------------------------------------------
-
-def torch_pointer_log_probs(enc, dec, W1, W2, v, chosen):
-    """u_j = v^T tanh(W1 e_j + W2 d), chosen positions masked, log_softmax over j, written with torch ops."""
-    u = torch.tanh(F.linear(T(enc), T(W1)) + F.linear(T(dec), T(W2)).unsqueeze(1)) @ T(v)   # (B, n)
-    return torch.log_softmax(u.masked_fill(T(chosen), float("-inf")), dim=-1)
-
+# ---- 01.6 multihead_attention ----------------------------------------------------------------
 
 @pytest.mark.exercise("01.6")
-@pytest.mark.parametrize("B, n, E, Dd, A", [(3, 7, 5, 4, 6), (1, 1, 2, 3, 4), (2, 10, 8, 8, 3)], ids=str)
-def test_pointer_log_probs(B, n, E, Dd, A):
-    enc, dec = rand((B, n, E), 1), rand((B, Dd), 2)
-    W1, W2, v = rand((A, E), 3), rand((A, Dd), 4), rand((A,), 5) * 2
-    chosen = ~random_mask((B, n), 6, keep=0.5)                      # at least one free position per row
-    got = no_numpy_warnings(ex.pointer_log_probs, enc, dec, W1, W2, v, chosen)
-    want = torch_pointer_log_probs(enc, dec, W1, W2, v, chosen).numpy()
-    assert got.shape == want.shape, f"shape {got.shape}, PyTorch's is {want.shape}"
-    assert np.all(got[chosen] == -np.inf), "already chosen positions must have log-probability -inf"
-    assert_matches("log-probabilities of the free positions", got[~chosen], want[~chosen])
-
-
-@pytest.mark.exercise("01.6")
-def test_pointer_log_probs_nothing_chosen():
-    enc, dec = rand((2, 5, 3), 1), rand((2, 4), 2)
-    W1, W2, v = rand((6, 3), 3), rand((6, 4), 4), rand((6,), 5) * 5
-    chosen = np.zeros((2, 5), dtype=bool)
-    got = ex.pointer_log_probs(enc, dec, W1, W2, v, chosen)
-    assert_matches("pointer log-probabilities", got, torch_pointer_log_probs(enc, dec, W1, W2, v, chosen))
-
-
-# ---- 01.7 lama_attention ---------------------------------------------------------------------
-
-def torch_lama_bilinear(H, mask, P, Q):
-    """LAMA in its explicit form: head k's score is the bilinear c^T W_k h_i with W_k = p_k q_k^T (d x d)."""
-    H, mask, P, Q = T(H), T(mask), T(P), T(Q)
-    real = mask.unsqueeze(-1).double()
-    c = (H * real).sum(1) / real.sum(1)                                             # (B, d)
-    W = torch.einsum("dk,ek->kde", P, Q)                                            # (m, d, d)
-    scores = torch.tanh(torch.einsum("bd,kde,bie->bki", c, W, H))                   # (B, m, n)
-    A = torch.softmax(scores.masked_fill(~mask.unsqueeze(1), float("-inf")), dim=-1)
-    return A, A @ H
-
-
-@pytest.mark.exercise("01.7")
-@pytest.mark.parametrize("B, n, d, m", [(3, 7, 5, 4), (2, 1, 3, 2), (1, 9, 6, 1), (4, 6, 8, 3)], ids=str)
-def test_lama_attention(B, n, d, m):
-    H, P, Q = rand((B, n, d), 1), rand((d, m), 2), rand((d, m), 3)
-    mask = random_mask((B, n), 4, keep=0.7)
-    A, M = no_numpy_warnings(ex.lama_attention, H, mask, P, Q)
-    want_A, want_M = torch_lama_bilinear(H, mask, P, Q)
-    assert_matches("A (per-head attention over the positions)", A, want_A)
-    assert_matches("M = A H", M, want_M)
-    assert np.all(A.transpose(0, 2, 1)[~mask] == 0), "a padding position got attention"
-
-
-# ---- 01.8 multihead_attention ----------------------------------------------------------------
-
-@pytest.mark.exercise("01.8")
 @pytest.mark.parametrize("B, L, S, C, H, padded", [(2, 5, 5, 12, 3, False), (3, 4, 7, 8, 2, True),
                                                    (1, 1, 3, 6, 6, True), (2, 6, 6, 10, 1, True)], ids=str)
 def test_multihead_attention(B, L, S, C, H, padded):
@@ -305,3 +250,58 @@ def test_multihead_attention(B, L, S, C, H, padded):
     out, weights = ex.multihead_attention(query, key, value, H, *params, key_padding_mask=padding)
     assert_matches("output", out, want_out)
     assert_matches("head-averaged weights", weights, want_weights)
+
+
+# ---- 01.7 pointer_log_probs ------------------------------------------------------------------
+
+def torch_pointer_log_probs(enc, dec, W1, W2, v, chosen):
+    """u_j = v^T tanh(W1 e_j + W2 d), chosen positions masked, log_softmax over j, written with torch ops."""
+    u = torch.tanh(F.linear(T(enc), T(W1)) + F.linear(T(dec), T(W2)).unsqueeze(1)) @ T(v)   # (B, n)
+    return torch.log_softmax(u.masked_fill(T(chosen), float("-inf")), dim=-1)
+
+
+@pytest.mark.exercise("01.7")
+@pytest.mark.parametrize("B, n, E, Dd, A", [(3, 7, 5, 4, 6), (1, 1, 2, 3, 4), (2, 10, 8, 8, 3)], ids=str)
+def test_pointer_log_probs(B, n, E, Dd, A):
+    enc, dec = rand((B, n, E), 1), rand((B, Dd), 2)
+    W1, W2, v = rand((A, E), 3), rand((A, Dd), 4), rand((A,), 5) * 2
+    chosen = ~random_mask((B, n), 6, keep=0.5)                      # at least one free position per row
+    got = no_numpy_warnings(ex.pointer_log_probs, enc, dec, W1, W2, v, chosen)
+    want = torch_pointer_log_probs(enc, dec, W1, W2, v, chosen).numpy()
+    assert got.shape == want.shape, f"shape {got.shape}, PyTorch's is {want.shape}"
+    assert np.all(got[chosen] == -np.inf), "already chosen positions must have log-probability -inf"
+    assert_matches("log-probabilities of the free positions", got[~chosen], want[~chosen])
+
+
+@pytest.mark.exercise("01.7")
+def test_pointer_log_probs_nothing_chosen():
+    enc, dec = rand((2, 5, 3), 1), rand((2, 4), 2)
+    W1, W2, v = rand((6, 3), 3), rand((6, 4), 4), rand((6,), 5) * 5
+    chosen = np.zeros((2, 5), dtype=bool)
+    got = ex.pointer_log_probs(enc, dec, W1, W2, v, chosen)
+    assert_matches("pointer log-probabilities", got, torch_pointer_log_probs(enc, dec, W1, W2, v, chosen))
+
+
+# ---- 01.8 lama_attention ---------------------------------------------------------------------
+
+def torch_lama_bilinear(H, mask, P, Q):
+    """LAMA in its explicit form: head k's score is the bilinear c^T W_k h_i with W_k = p_k q_k^T (d x d)."""
+    H, mask, P, Q = T(H), T(mask), T(P), T(Q)
+    real = mask.unsqueeze(-1).double()
+    c = (H * real).sum(1) / real.sum(1)                                             # (B, d)
+    W = torch.einsum("dk,ek->kde", P, Q)                                            # (m, d, d)
+    scores = torch.tanh(torch.einsum("bd,kde,bie->bki", c, W, H))                   # (B, m, n)
+    A = torch.softmax(scores.masked_fill(~mask.unsqueeze(1), float("-inf")), dim=-1)
+    return A, A @ H
+
+
+@pytest.mark.exercise("01.8")
+@pytest.mark.parametrize("B, n, d, m", [(3, 7, 5, 4), (2, 1, 3, 2), (1, 9, 6, 1), (4, 6, 8, 3)], ids=str)
+def test_lama_attention(B, n, d, m):
+    H, P, Q = rand((B, n, d), 1), rand((d, m), 2), rand((d, m), 3)
+    mask = random_mask((B, n), 4, keep=0.7)
+    A, M = no_numpy_warnings(ex.lama_attention, H, mask, P, Q)
+    want_A, want_M = torch_lama_bilinear(H, mask, P, Q)
+    assert_matches("A (per-head attention over the positions)", A, want_A)
+    assert_matches("M = A H", M, want_M)
+    assert np.all(A.transpose(0, 2, 1)[~mask] == 0), "a padding position got attention"

@@ -130,58 +130,9 @@ def merge_heads(x):
     # END SOLUTION
 
 
-# ---------------------------------------------------------------------------------------------
-# Attention as a pointer, and low-rank heads (Pointer Networks; LAMA)
-# ---------------------------------------------------------------------------------------------
-
-def pointer_log_probs(enc, dec, W1, W2, v, chosen):
-    """Exercise 01.6: one decoding step of a Pointer Network (Vinyals et al., 2015).
-
-        u_j = v^T tanh(W1 e_j + W2 d),   log p(pointer = j) = log_softmax_j(u) over the input positions
-
-    enc: (B, n, E) encoder states e_j; dec: (B, Dd) the decoder state d of this step;
-    W1: (A, E), W2: (A, Dd), v: (A,) (A = the attention's hidden size).
-    chosen: bool (B, n), True = position j was already pointed to in this sequence: it must not be
-    chosen again, so its score is -inf before the softmax (at least one position per row is free).
-    returns (B, n) log-probabilities: exactly -inf at the chosen positions, and exp of each row sums to 1.
-    """
-    # BEGIN SOLUTION 01.6 (about 5 lines; see 02_pointer_networks.ipynb, section 2)
-    u = np.tanh(enc @ W1.T + (dec @ W2.T)[:, None, :]) @ v         # (B, n, A) -> (B, n)
-    u = np.where(chosen, -np.inf, u)
-    shifted = u - u.max(axis=-1, keepdims=True)                    # every row has a finite max
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-    # END SOLUTION
-
-
-def lama_attention(H, mask, P, Q):
-    """Exercise 01.7: LAMA's low-rank multi-head attention (Mehta et al., 2019).
-
-    H: (B, n, d) the token states h_i; mask: bool (B, n), True = a real token (False = padding; every
-    sequence has at least one real token); P, Q: (d, m), one column per head k.
-        c = the mean of h_i over the REAL tokens                        (B, d), the global context
-        score[k, i] = tanh((p_k^T c) (q_k^T h_i))                      a rank-1 bilinear form c^T p_k q_k^T h_i
-        A[k, :] = softmax over i of score[k, :], padding set to -inf   (B, m, n)
-        M = A H                                                         (B, m, d), one summary per head
-    returns (A, M).
-    """
-    # BEGIN SOLUTION 01.7 (about 7 lines; see 03_low_rank_heads.ipynb, sections 2 and 3)
-    real = mask[..., None].astype(H.dtype)                         # (B, n, 1)
-    c = (H * real).sum(axis=1) / real.sum(axis=1)                  # (B, d)
-    scores = np.tanh((c @ P)[:, :, None] * np.swapaxes(H @ Q, 1, 2))   # (B, m, 1) * (B, m, n)
-    scores = np.where(mask[:, None, :], scores, -np.inf)
-    e = np.exp(scores - scores.max(axis=-1, keepdims=True))
-    A = e / e.sum(axis=-1, keepdims=True)                          # (B, m, n)
-    return A, A @ H
-    # END SOLUTION
-
-
-# ---------------------------------------------------------------------------------------------
-# Section 4 again: a whole multi-head attention layer
-# ---------------------------------------------------------------------------------------------
-
 def multihead_attention(query, key, value, num_heads, in_proj_weight, in_proj_bias, out_proj_weight,
                         out_proj_bias, key_padding_mask=None):
-    """Exercise 01.8: the forward of torch.nn.MultiheadAttention(C, num_heads, batch_first=True).
+    """Exercise 01.6: the forward of torch.nn.MultiheadAttention(C, num_heads, batch_first=True).
 
     query (B, L, C), key (B, S, C), value (B, S, C).
     in_proj_weight (3C, C), in_proj_bias (3C,): the rows [0:C], [C:2C], [2C:3C] project query, key and
@@ -193,7 +144,7 @@ def multihead_attention(query, key, value, num_heads, in_proj_weight, in_proj_bi
     returns (out (B, L, C), weights (B, L, S)): the weights averaged over the heads, as PyTorch's
     need_weights=True, average_attn_weights=True.
     """
-    # BEGIN SOLUTION 01.8 (about 9 lines; see section 4)
+    # BEGIN SOLUTION 01.6 (about 9 lines; see section 4)
     C = query.shape[-1]
     w_q, w_k, w_v = in_proj_weight[:C], in_proj_weight[C:2 * C], in_proj_weight[2 * C:]
     b_q, b_k, b_v = in_proj_bias[:C], in_proj_bias[C:2 * C], in_proj_bias[2 * C:]
@@ -204,4 +155,49 @@ def multihead_attention(query, key, value, num_heads, in_proj_weight, in_proj_bi
     p = attention_weights(q, k, mask)                              # (B, H, L, S)
     out = merge_heads(p @ v) @ out_proj_weight.T + out_proj_bias   # (B, L, C)
     return out, p.mean(axis=1)
+    # END SOLUTION
+
+
+# ---------------------------------------------------------------------------------------------
+# Attention as a pointer, and low-rank heads (Pointer Networks; LAMA)
+# ---------------------------------------------------------------------------------------------
+
+def pointer_log_probs(enc, dec, W1, W2, v, chosen):
+    """Exercise 01.7: one decoding step of a Pointer Network (Vinyals et al., 2015).
+
+        u_j = v^T tanh(W1 e_j + W2 d),   log p(pointer = j) = log_softmax_j(u) over the input positions
+
+    enc: (B, n, E) encoder states e_j; dec: (B, Dd) the decoder state d of this step;
+    W1: (A, E), W2: (A, Dd), v: (A,) (A = the attention's hidden size).
+    chosen: bool (B, n), True = position j was already pointed to in this sequence: it must not be
+    chosen again, so its score is -inf before the softmax (at least one position per row is free).
+    returns (B, n) log-probabilities: exactly -inf at the chosen positions, and exp of each row sums to 1.
+    """
+    # BEGIN SOLUTION 01.7 (about 5 lines; see 02_pointer_networks.ipynb, section 2)
+    u = np.tanh(enc @ W1.T + (dec @ W2.T)[:, None, :]) @ v         # (B, n, A) -> (B, n)
+    u = np.where(chosen, -np.inf, u)
+    shifted = u - u.max(axis=-1, keepdims=True)                    # every row has a finite max
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    # END SOLUTION
+
+
+def lama_attention(H, mask, P, Q):
+    """Exercise 01.8: LAMA's low-rank multi-head attention (Mehta et al., 2019).
+
+    H: (B, n, d) the token states h_i; mask: bool (B, n), True = a real token (False = padding; every
+    sequence has at least one real token); P, Q: (d, m), one column per head k.
+        c = the mean of h_i over the REAL tokens                        (B, d), the global context
+        score[k, i] = tanh((p_k^T c) (q_k^T h_i))                      a rank-1 bilinear form c^T p_k q_k^T h_i
+        A[k, :] = softmax over i of score[k, :], padding set to -inf   (B, m, n)
+        M = A H                                                         (B, m, d), one summary per head
+    returns (A, M).
+    """
+    # BEGIN SOLUTION 01.8 (about 7 lines; see 03_low_rank_heads.ipynb, sections 2 and 3)
+    real = mask[..., None].astype(H.dtype)                         # (B, n, 1)
+    c = (H * real).sum(axis=1) / real.sum(axis=1)                  # (B, d)
+    scores = np.tanh((c @ P)[:, :, None] * np.swapaxes(H @ Q, 1, 2))   # (B, m, 1) * (B, m, n)
+    scores = np.where(mask[:, None, :], scores, -np.inf)
+    e = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    A = e / e.sum(axis=-1, keepdims=True)                          # (B, m, n)
+    return A, A @ H
     # END SOLUTION
