@@ -7,6 +7,7 @@
 | based | BasedMixer, BasedLinearAttention, SlidingWindowAttention, BaseConv, ShortConvolution | BASED (Arora, 2024) |
 | softplus | SoftplusSelfAttention | LSSA / LSSAR (Gao & Spratling, 2025) |
 | diffqkv | DiffQKVAttention, kv_cache_size | Sigma's DiffQKV (Lin, 2025) |
+| recall | MQARModel, train_mqar, RecallModel, train_recall, CHAPTER_METHODS | the chapter's recall experiments |
 
 The attention inside is minigrad.nn's: lightning_attention, linear_attention (Taylor map), sliding_window_attention,
 softplus_attention, flash_attention (grouped heads); routing gathers its clusters and uses the masked softmax.
