@@ -10,8 +10,9 @@ log axes ticked at the values that were measured.
 import matplotlib.pyplot as plt
 from matplotlib.ticker import FixedLocator, NullLocator
 
-# Okabe and Ito's eight colours, told apart with every common colour-vision deficiency.
-COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
+# Okabe and Ito's colours, told apart with every common colour-vision deficiency; their yellow is too pale on white,
+# so the eighth is Tol's wine instead.
+COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#882255")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 

@@ -120,3 +120,16 @@ def test_num_queries_must_fit_the_needles():
         draw(num_needles=2, num_queries=3)
     with pytest.raises(ValueError, match="num_queries"):
         draw(num_queries=0)
+
+
+def test_shakespeare_haystack_has_no_cast_lists():
+    from book.data.needles import shakespeare_haystack
+    from book.data.shakespeare_probe import play_body
+    plays = ["macbeth", "winters_tale"]
+    chars = CharTokenizer.from_text("".join(play_body(p) for p in plays) + "\n")
+    haystack = shakespeare_haystack(chars, plays)
+    text = chars.decode(haystack)
+    assert haystack.dtype == np.int64 and text == "\n\n\n".join(play_body(p) for p in plays)
+    for absent in ("Persons Represented", "Dramatis Personae", "DUNCAN, King of Scotland.", "MAMILLIUS, his son"):
+        assert absent not in text
+    assert text.startswith("ACT I.") and "When shall we three meet again?" in text

@@ -169,6 +169,7 @@ def test_pretrain_and_probe_records_each_checkpoint():
     history = pretrain_and_probe(trainer, stream, {"halves": probe, "again": probe}, steps=6, checkpoints=[0, 3, 6],
                                  batch_size=4, length=12, seed=0)
     assert history["step"] == [0, 3, 6] and len(history["loss"]) == 6 and trainer.steps == 6
+    assert history["stats_mean"]["loss"] == pytest.approx(history["loss"][-1])  # the last tenth of 6 steps: one
     assert history["seconds"][0] == 0 and history["seconds"][1] < history["seconds"][2] == trainer.seconds
     assert history["probe"]["halves"] == history["probe"]["again"] and len(history["probe"]["halves"]) == 3
     assert all(0.5 <= p <= 1.0 for p in history["probe"]["halves"])        # bag-of-tokens halves: easy

@@ -77,3 +77,28 @@ def test_shuffle_words_permutes_whole_words_in_half_the_passages():
         cuts = [t for t in range(1, len(row)) if starts[row[t]]]
         assert sorted(tuple(w) for w in np.split(row, cuts)) == original_words
     assert (mixed[shuffled == 1] != ids[shuffled == 1]).any(axis=1).mean() > 0.8
+
+
+@pytest.mark.parametrize("play", ["macbeth", "winters_tale", "timon_of_athens", "much_ado_about_nothing", "henry_v",
+                                  "troilus_and_cressida", "henry_iv_part_2"])
+def test_play_body_and_spoken_text_skip_the_cast_list(play):
+    from book.data.shakespeare_probe import play_body
+    raw, body, text = read_work(play), play_body(play), spoken_text(play)
+    cast_heading = next(h for h in ("Dramatis", "DRAMATIS", "Persons", "PERSONS") if h in raw[:200])
+    assert cast_heading not in body and cast_heading not in text
+    assert body.splitlines()[0].split()[0].upper() in ("ACT", "INDUCTION", "PROLOGUE", "PROLOGUE.")
+    assert raw.rstrip().endswith(body.rstrip()[-200:])                       # the body runs to the end
+    assert 0.8 < len(body) / len(raw) < 1                                    # only the front matter goes
+
+
+
+def test_every_play_body_starts_after_its_cast_list():
+    import re
+    from book.data.shakespeare import list_plays
+    from book.data.shakespeare_probe import play_body
+    cast = re.compile(r"dramatis personae|persons represented", re.IGNORECASE)
+    for play in list_plays():
+        raw, body = read_work(play), play_body(play)
+        front = raw[:raw.index(body[:200])]
+        assert cast.search(front) and not cast.search(body), play              # the list is in front, only
+        assert len(front) < 3000, play                                          # title, cast list, setting

@@ -17,7 +17,8 @@ Depth: the queried needle starts at position round(d * (C - n)), C = length - q 
 context), n = the needle's length: d = 0 is the very first token, d = 1 ends the needle where the query begins.
 The distractors go to random places that do not overlap it; the text between the needles is one contiguous
 window of `haystack` (a 1-D token array: Shakespeare's plays, say), so the needles are inserted, not written
-over the text. Every draw comes from the NumPy Generator passed in.
+over the text. Every draw comes from the NumPy Generator passed in. `shakespeare_haystack` gives a haystack of
+plays without their front matter (title and cast list), so that no window of it is a list of names.
 
     batch = needle_batch(data["val"], tokenizer, np.random.default_rng(0), 64, length=129, depth=0.5)
     x, y = batch.tokens[:, :-1], batch.tokens[:, 1:]      # next-token pairs, as for text
@@ -26,6 +27,8 @@ over the text. Every draw comes from the NumPy Generator passed in.
 from dataclasses import dataclass
 
 from minigrad.backend import np
+from book.data.shakespeare import WORK_SEPARATOR
+from book.data.shakespeare_probe import play_body
 
 KEY_ALPHABET = "abcdefghijklmnopqrstuvwxyz"
 VALUE_ALPHABET = "0123456789"
@@ -40,6 +43,12 @@ def needle_text(key, value):
 def query_text(key):
     """The query: the record's opening, {key: (the model continues with the value)."""
     return f"{OPEN}{key}{SEPARATOR}"
+
+
+def shakespeare_haystack(tokenizer, names, separator=WORK_SEPARATOR):
+    """(N,) int64: the works' bodies (play_body: without the title and the cast list), joined by separator and
+    encoded with tokenizer (a CharTokenizer)."""
+    return np.asarray(tokenizer.encode(separator.join(play_body(name) for name in names)), dtype=np.int64)
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,10 @@
     train, test = split_blocks(labels, test_fraction=0.25, block=8)                # index arrays
     mixed, shuffled = shuffle_words(ids, starts, rng)      # a second task: is this passage word salad?
 
-Only what is spoken is kept: the title, the list of persons, act and scene headings, speaker names
-("FIRST WITCH.") and stage directions ("[Enter Macbeth.]") are removed, so a passage is identified by its words,
-not by the labels the editor put around them. Each play's spoken text is tokenized and cut into consecutive,
+Only what is spoken is kept: the title, the cast list (the "Persons Represented" or "Dramatis Personae" at the
+start of a play), act and scene headings, speaker names ("FIRST WITCH.") and stage directions ("[Enter
+Macbeth.]") are removed, so a passage is identified by its words, not by the labels the editor put around them.
+`play_body` is a work without its front matter (title and cast list), for any text drawn from the plays. Each play's spoken text is tokenized and cut into consecutive,
 non-overlapping windows of `length` tokens; every play contributes the same number of windows (the smallest
 play's count), so chance accuracy is 1 / number of plays.
 
@@ -30,15 +31,31 @@ def _is_speaker(line):
     return line.endswith(".") and bool(letters) and all(ch.isupper() for ch in letters)
 
 
-def spoken_text(name):
-    """The spoken lines of a play, one per line: everything from the first 'ACT' heading on, without headings,
-    speaker names and stage directions (in brackets: whole lines, several lines, or inside a line)."""
+_NUMBER = r"([ivxlc]+|\d+|first|second|third|fourth|fifth)\b"
+_HEADING = re.compile(rf"^((act|scene)\s+{_NUMBER}|(induction|prologue|epilogue)\.?$)", re.IGNORECASE)
+_BODY_START = re.compile(rf"^(act\s+{_NUMBER}|(induction|prologue)\.?$)", re.IGNORECASE)
+
+
+def play_body(name):
+    """A work without its front matter: for a play, everything from its first heading (the first act, or the
+    induction or prologue that comes before it; 'ACT I.', 'Act 1.', 'INDUCTION', 'PROLOGUE.'), so the title
+    and the cast list (Dramatis Personae, Persons Represented) are dropped; for a poem, everything after the
+    title and the author's line. Speaker names, headings and stage directions are kept (see spoken_text)."""
     lines = read_work(name).splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip().startswith("ACT ")), None)
-    if start is None:
+    start = next((i for i, line in enumerate(lines) if _BODY_START.match(line.strip())), None)
+    if start is None:                                                            # a poem: no cast list
+        author = next((i for i, line in enumerate(lines[:10]) if line.strip().lower().startswith("by ")), -1)
+        start = author + 1
+    return "\n".join(lines[start:]).strip("\n")
+
+
+def spoken_text(name):
+    """The spoken lines of a play, one per line: its body (play_body: no title, no cast list) without headings,
+    speaker names and stage directions (in brackets: whole lines, several lines, or inside a line)."""
+    if not any(_BODY_START.match(line.strip()) for line in read_work(name).splitlines()):
         raise ValueError(f"spoken_text: {name!r} has no 'ACT' heading; expected a play (list_plays())")
     spoken, in_direction = [], False
-    for line in lines[start:]:
+    for line in play_body(name).splitlines():
         line = line.strip()
         if in_direction:                                                          # inside a [ ... ] block
             in_direction = "]" not in line
@@ -46,7 +63,7 @@ def spoken_text(name):
         elif "[" in line and "]" not in line.split("[", 1)[1]:                    # a block opens here
             in_direction, line = True, line.split("[", 1)[0]
         line = re.sub(r"\s*\[[^\]]*\]\s*", " ", line).strip()                  # [Knocking within.] in a line
-        if not line or line.startswith(("ACT ", "SCENE ")) or _is_speaker(line):
+        if not line or _HEADING.match(line) or _is_speaker(line):
             continue
         spoken.append(line)
     return "\n".join(spoken)

@@ -36,6 +36,11 @@ from book.training import configure_optimizer
 
 SPECIAL_TOKENS = ("[PAD]", "[CLS]", "[SEP]", "[MASK]")
 OBJECTIVES = ("mlm", "electra", "rts", "crts", "slm")
+# Chapter 04's methods, one colour each in both of its notebooks (book.plotting.Palette(CHAPTER_METHODS)): the
+# encoders of 01_objectives by their pretrainer names and the two decoder objectives of 02_meap, ordered so that
+# the pair compared in 02 (NTP black, MEAP vermillion) gets strong colours and the palette's pale yellow goes to
+# one of six encoders.
+CHAPTER_METHODS = ("mlm", "MEAP", "electra 0.25", "electra 1", "rts", "slm", "NTP", "crts")
 
 
 # ---- tokens and sequences -----------------------------------------------------------------------
@@ -370,9 +375,11 @@ def pretrain_and_probe(trainer, stream, probes, steps, checkpoints, batch_size, 
     np.random.default_rng(seed) (the same batches for every objective: the corruption draws come from a second
     generator), and run every probe ({task: ProbeData}) on the encoder at each step in checkpoints (0 = before
     training). Returns {"step", "probe" ({task: accuracies}), "seconds" (training wall time so far), "loss"
-    (per step), "stats" (the last step's)}."""
+    (per step), "stats" (the last step's), "stats_mean" (each statistic's mean over the last tenth of the
+    steps, at least one: less noisy than one batch's)}."""
     data_rng, corruption_rng = np.random.default_rng(seed), np.random.default_rng(seed + 10_000)
     history = {"step": [], "probe": {task: [] for task in probes}, "seconds": [], "loss": [], "stats": {}}
+    trace = []
     for step in range(steps + 1):
         if step in checkpoints:
             history["step"].append(step)
@@ -384,6 +391,9 @@ def pretrain_and_probe(trainer, stream, probes, steps, checkpoints, batch_size, 
         stats = trainer.step(sequences(stream, batch_size, length, data_rng, trainer.special), corruption_rng)
         history["loss"].append(stats["loss"])
         history["stats"] = stats
+        trace.append(stats)
+    tail = trace[-max(1, steps // 10):]
+    history["stats_mean"] = {k: float(np.mean([s[k] for s in tail])) for k in (tail[0] if tail else {})}
     return history
 
 
