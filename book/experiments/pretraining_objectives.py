@@ -38,8 +38,7 @@ SPECIAL_TOKENS = ("[PAD]", "[CLS]", "[SEP]", "[MASK]")
 OBJECTIVES = ("mlm", "electra", "rts", "crts", "slm")
 # Chapter 04's methods, one colour each in both of its notebooks (book.plotting.Palette(CHAPTER_METHODS)): the
 # encoders of 01_objectives by their pretrainer names and the two decoder objectives of 02_meap, ordered so that
-# the pair compared in 02 (NTP black, MEAP vermillion) gets strong colours and the palette's pale yellow goes to
-# one of six encoders.
+# the pair compared in 02 gets NTP black and MEAP vermillion.
 CHAPTER_METHODS = ("mlm", "MEAP", "electra 0.25", "electra 1", "rts", "slm", "NTP", "crts")
 
 
