@@ -6,7 +6,7 @@ At the kinks the gradient takes torch's side, stated in each docstring (e.g. lea
 negative_slope, hardtanh has zero gradient at min_val and max_val).
 """
 from minigrad import backend
-from minigrad.ops.elementwise import _sigmoid_array
+from minigrad.ops.elementwise import sigmoid_array
 from minigrad.ops.reduce import softmax
 from minigrad.tensor import record
 
@@ -107,7 +107,7 @@ def logsigmoid(input):
     xp = backend.array_module(input.data)
     v = input.data
     out = xp.minimum(v, 0) - xp.log1p(xp.exp(-xp.abs(v)))
-    return record(out, (input,), lambda g: (g * _sigmoid_array(xp, -v),), "logsigmoid")
+    return record(out, (input,), lambda g: (g * sigmoid_array(xp, -v),), "logsigmoid")
 
 
 def mish(input, inplace=False):
@@ -115,7 +115,7 @@ def mish(input, inplace=False):
     xp = backend.array_module(input.data)
     v = input.data
     t = xp.tanh(xp.logaddexp(0, v))
-    return record(v * t, (input,), lambda g: (g * (t + v * _sigmoid_array(xp, v) * (1 - t * t)),), "mish")
+    return record(v * t, (input,), lambda g: (g * (t + v * sigmoid_array(xp, v) * (1 - t * t)),), "mish")
 
 
 def softmin(input, dim=None, _stacklevel=3, dtype=None):

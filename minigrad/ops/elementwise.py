@@ -377,7 +377,7 @@ def tanh(x):
     return record(out, (x,), lambda g: (g * (1 - out * out),), "tanh")
 
 
-def _sigmoid_array(xp, v):
+def sigmoid_array(xp, v):
     """1 / (1 + e^-v) without overflow for large |v|."""
     e = xp.exp(-xp.abs(v))
     return xp.where(v >= 0, 1 / (1 + e), e / (1 + e))
@@ -386,7 +386,7 @@ def _sigmoid_array(xp, v):
 @tensor_method
 @float_function
 def sigmoid(x):
-    out = _sigmoid_array(backend.array_module(x.data), x.data)
+    out = sigmoid_array(backend.array_module(x.data), x.data)
     return record(out, (x,), lambda g: (g * out * (1 - out),), "sigmoid")
 
 
@@ -435,7 +435,7 @@ def gelu(x, approximate="none"):
 @tensor_method
 def silu(x):
     """x * sigmoid(x); d/dx = s (1 + x (1 - s))."""
-    s = _sigmoid_array(backend.array_module(x.data), x.data)
+    s = sigmoid_array(backend.array_module(x.data), x.data)
     return record(x.data * s, (x,), lambda g: (g * s * (1 + x.data * (1 - s)),), "silu")
 
 
@@ -447,7 +447,7 @@ def softplus(x, beta=1.0, threshold=20.0):
     out = xp.where(bx > threshold, x.data, xp.logaddexp(0, bx) / beta).astype(x.dtype, copy=False)
 
     def backward(g):
-        return (g * xp.where(bx > threshold, 1, _sigmoid_array(xp, bx)).astype(g.dtype, copy=False),)
+        return (g * xp.where(bx > threshold, 1, sigmoid_array(xp, bx)).astype(g.dtype, copy=False),)
     return record(out, (x,), backward, "softplus")
 
 

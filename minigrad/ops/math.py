@@ -8,8 +8,8 @@ ops return bool tensors without a gradient.
 import math
 
 from minigrad import backend
-from minigrad.ops.elementwise import (_sigmoid_array, broadcast_operands, check_same_dtype, float_function,
-                                      float_operands, rounded_quotient, zero_gradients)
+from minigrad.ops.elementwise import (broadcast_operands, check_same_dtype, float_function, float_operands,
+                                      rounded_quotient, sigmoid_array, zero_gradients)
 from minigrad.tensor import Tensor, record, tensor_method
 
 __all__ = ["tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh", "exp2", "expm1", "log2",
@@ -84,7 +84,7 @@ def logaddexp(input, other):
     xp = backend.array_module(a.data)
 
     def backward(g):
-        share_a = _sigmoid_array(xp, a.data - b.data)
+        share_a = sigmoid_array(xp, a.data - b.data)
         return g * share_a, g * (1 - share_a)
     return record(xp.logaddexp(a.data, b.data), (a, b), backward, "logaddexp")
 
