@@ -13,7 +13,7 @@ import torch
 from minigrad.backend import np
 from book.models.gpt import GPT, GPTConfig
 from book.pretraining import sweep as sw
-from book.pretraining.scaling import (LossSurface, compute_frontier, fit_loss_surface, fit_power_law,
+from book.pretraining.scaling import (LossSurface, compute_frontier, fit_loss_surface, fit_power_law, profile_floor,
                                       flops_per_token, gpt_parameter_counts, kaplan_parameters, training_flops)
 from book.torch_reference import GPT as TorchGPT
 
@@ -123,6 +123,20 @@ def test_loss_surface_recovers_known_exponents_and_optimum():
     assert abs(noisy.size_exponent - truth.size_exponent) < 3 * noisy.size_exponent_se + 0.02
     with pytest.raises(ValueError, match="fit_loss_surface"):
         fit_loss_surface(N[:4], D[:4], truth(N, D)[:4])
+
+
+def test_profile_floor_finds_the_true_floor_and_its_exponents():
+    """Held at the true floor, the refit recovers alpha and beta with zero residual; held elsewhere it fits worse."""
+    N = np.repeat([3e4, 1e5, 3e5, 1e6, 3e6], 3)                            # (15,)
+    D = np.tile([5e5, 1e6, 2e6], 5)                                        # (15,)
+    truth = LossSurface(E=1.7, A=400.0, alpha=0.34, B=410.0, beta=0.28, covariance=np.zeros((5, 5)),
+                        rms_log_residual=0.0)
+    rows = profile_floor(N, D, truth(N, D), [0.0, 1.0, 1.7, 2.0])
+    at_truth = rows[2]
+    assert at_truth["alpha"] == pytest.approx(0.34, rel=1e-5) and at_truth["beta"] == pytest.approx(0.28, rel=1e-5)
+    assert at_truth["size_exponent"] == pytest.approx(0.28 / 0.62, rel=1e-5) and at_truth["rms_log_residual"] < 1e-8
+    assert min(r["rms_log_residual"] for i, r in enumerate(rows) if i != 2) > 1e-4
+    assert fit_loss_surface(N, D, truth(N, D)).rms_log_residual < 1e-8     # the free fit agrees with the profile
 
 
 # ---- the sweep --------------------------------------------------------------------------------------

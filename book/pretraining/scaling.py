@@ -159,6 +159,12 @@ class LossSurface:
         return n_opt, np.asarray(compute, dtype=np.float64) / (6 * n_opt)
 
 
+def log_surface(theta, N, D):
+    """log L(N, D) for theta = (log E, log A, alpha, log B, beta); log E = -inf is a surface without a floor."""
+    log_e, log_a, alpha, log_b, beta = theta
+    return np.logaddexp(np.logaddexp(log_e, log_a - alpha * np.log(N)), log_b - beta * np.log(D))
+
+
 def fit_loss_surface(n_parameters, n_tokens, loss, starts=None):
     """Least squares of log L(N, D) against log loss over (log E, log A, alpha, log B, beta), from several starting
     points (the best fit is kept, as Hoffmann et al. do); the covariance is s^2 (J^T J)^-1 at the optimum."""
@@ -170,9 +176,7 @@ def fit_loss_surface(n_parameters, n_tokens, loss, starts=None):
                          "the same length >= 6 with positive values")
 
     def residual(theta):
-        log_e, log_a, alpha, log_b, beta = theta
-        model = np.logaddexp(np.logaddexp(log_e, log_a - alpha * np.log(N)), log_b - beta * np.log(D))   # log L(N, D)
-        return model - np.log(L)
+        return log_surface(theta, N, D) - np.log(L)
 
     if starts is None:
         starts = [(np.log(L.min() / 2), la, al, lb, be) for la in (2.0, 6.0) for al in (0.3, 0.6)
@@ -185,3 +189,29 @@ def fit_loss_surface(n_parameters, n_tokens, loss, starts=None):
     log_e, log_a, alpha, log_b, beta = best.x
     return LossSurface(E=float(np.exp(log_e)), A=float(np.exp(log_a)), alpha=float(alpha), B=float(np.exp(log_b)),
                        beta=float(beta), covariance=cov, rms_log_residual=float(np.sqrt(2 * best.cost / len(L))))
+
+
+def profile_floor(n_parameters, n_tokens, loss, floors):
+    """The surface refitted with its floor E held at each of `floors` (least squares on log L over log A, alpha,
+    log B, beta from the same starting grid): [{"E", "alpha", "beta", "size_exponent", "rms_log_residual"}].
+    When the residual barely changes from one floor to the next while alpha does, the runs do not fix E, and with
+    it neither alpha nor N_opt: the errors of a single fit, taken at its optimum, cannot show that."""
+    from scipy.optimize import least_squares
+
+    N, D, L = (np.asarray(v, dtype=np.float64) for v in (n_parameters, n_tokens, loss))
+    starts = [(la, al, lb, be) for la in (2.0, 6.0) for al in (0.3, 0.6) for lb in (2.0, 6.0) for be in (0.3, 0.6)]
+    rows = []
+    for E in floors:
+        log_e = np.log(E) if E > 0 else -np.inf
+
+        def residual(theta):
+            return log_surface((log_e, *theta), N, D) - np.log(L)
+
+        best = min((least_squares(residual, np.asarray(s, dtype=np.float64), method="lm") for s in starts),
+                   key=lambda f: f.cost)
+        _, alpha, _, beta = best.x
+        rows.append({"E": float(E), "alpha": float(alpha), "beta": float(beta),
+                     "size_exponent": float(beta / (alpha + beta)),
+                     "rms_log_residual": float(np.sqrt(2 * best.cost / len(L)))})
+    return rows
+
