@@ -14,7 +14,7 @@ from book.models.seq2seq import Seq2SeqConfig
 from book.objectives.e2s2 import (KEPT, OFFICIAL_IGNORE_INDEX, ORDERS, REPLACED, SHUFFLED, E2S2Model,
                                   ReplacementDraws, TrigramDraws, apply_replacement, apply_trigram_shuffle,
                                   class_counts, detection_loss, draw_and_apply_noise, draw_replacement,
-                                  draw_trigram_shuffle, mean_pool, nt_xent)
+                                  draw_trigram_shuffle, nt_xent)
 from book.objectives.mlm import IGNORE_INDEX
 from book.testing import TOLERANCES, assert_close, check_against_torch, random_array
 from tests.test_seq2seq import PAD, TorchSeq2Seq
@@ -116,17 +116,6 @@ def test_nt_xent_matches_torch(B, C):
                         [random_array((B, C), seed=2), random_array((B, C), seed=3)])
     with pytest.raises(ValueError, match=r"nt_xent: expected two views of shape \(B, C\) with B >= 2"):
         nt_xent(mg.tensor(random_array((1, 4))), mg.tensor(random_array((1, 4))))
-
-
-def test_mean_pool_matches_torch_and_ignores_padding():
-    keep = np.arange(6) < np.array([6, 2, 1])[:, None]                  # (3, 6)
-
-    def torch_pool(h, keep):
-        k = keep.to(h.dtype)[..., None]
-        return (h * k).sum(1) / k.sum(1)
-    out = check_against_torch(mean_pool, torch_pool, [random_array((3, 6, 5), seed=4), keep])
-    assert_close("row 1 is the mean of its first two states", out[0].data[1],
-                 random_array((3, 6, 5), seed=4)[1, :2].mean(0), **TOLERANCES["float64"])
 
 
 # ---- the whole E2S2 loss ----------------------------------------------------------------------------

@@ -33,7 +33,8 @@ from minigrad import backend, nn
 from minigrad.backend import np
 from minigrad.nn import functional as F
 from book.models.seq2seq import Seq2SeqConfig, Seq2SeqTransformer
-from book.objectives.mlm import IGNORE_INDEX, as_array
+from book.models.bert import mean_pooling
+from book.objectives.mlm import IGNORE_INDEX
 
 KEPT, SHUFFLED, REPLACED = 0, 1, 2
 OFFICIAL_IGNORE_INDEX = 1                                # fairseq's padding id, used by the official criterion
@@ -130,12 +131,6 @@ def detection_loss(logits, labels):
     return F.cross_entropy(logits.reshape(B * S, K), labels.reshape(B * S), ignore_index=IGNORE_INDEX)
 
 
-def mean_pool(hidden, keep):
-    """The mean of hidden (B, S, C) over the positions where keep (B, S) bool is True -> (B, C)."""
-    weights = minigrad.tensor(backend.array_module(hidden.data).asarray(as_array(keep), dtype=hidden.dtype))  # (B, S)
-    return (hidden * weights.unsqueeze(-1)).sum(1) / weights.sum(1, keepdim=True)                   # (B, C)
-
-
 def nt_xent(z1, z2, temperature=0.1):
     """SimCLR's NT-Xent of two views (B, C) each: row i of z1 and row i of z2 are positives, all other rows of
     both views negatives. Mean over the 2B rows."""
@@ -177,7 +172,7 @@ class E2S2Model(nn.Module):
             logits = model.decode(tgt_in, memory, src)                            # (B, T, V)
             decoder_losses.append(F.cross_entropy(logits.reshape(B * T, -1), targets.reshape(B * T),
                                                   ignore_index=pad))
-            pooled.append(mean_pool(memory, src.data != pad))                     # (B, C)
+            pooled.append(mean_pooling(memory, src.data != pad))                     # (B, C)
             if src is noisy_src:
                 detection = detection_loss(self.detection_head(memory), detection_labels)
         contrastive = nt_xent(pooled[0], pooled[1], self.temperature)

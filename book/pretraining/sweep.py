@@ -15,28 +15,25 @@ CPU the float32 sums run in another order (OpenBLAS picks its kernels for the pr
 the results file records the machine and a rerun elsewhere agrees to round-off only
 (tests/test_pretraining_scaling.py reruns the first steps of the first run and compares them with the file).
 """
+import argparse
+import hashlib
+import json
 import os
+import platform
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before NumPy loads: one BLAS thread, a fixed summation order
+from threadpoolctl import threadpool_info, threadpool_limits
 
-import argparse  # noqa: E402
-import hashlib  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import subprocess  # noqa: E402
-import time  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
-from dataclasses import asdict, dataclass, field  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import minigrad  # noqa: E402
-from minigrad.backend import np  # noqa: E402
-from book.data import shakespeare as sh  # noqa: E402
-from book.models.gpt import GPT, GPTConfig  # noqa: E402
-from book.pretraining.scaling import flops_per_token, gpt_parameter_counts, training_flops  # noqa: E402
-from book.tokenizers.bpe import BPETokenizer  # noqa: E402
-from book.training import (TrainConfig, configure_optimizer, evaluate, make_scheduler, train,  # noqa: E402
-                           train_step)
+import minigrad
+from minigrad.backend import np
+from book.data import shakespeare as sh
+from book.models.gpt import GPT, GPTConfig
+from book.pretraining.scaling import flops_per_token, gpt_parameter_counts, training_flops
+from book.tokenizers.bpe import BPETokenizer
+from book.training import TrainConfig, configure_optimizer, evaluate, make_scheduler, train, train_step
 
 EOT = "<|endoftext|>"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -99,42 +96,15 @@ def code_version():
     return {"describe": git("describe", "--always", "--dirty"), "commit": git("rev-parse", "HEAD")}
 
 
-def _openblas(function):
-    """The C function `function` (e.g. "get_corename") of the OpenBLAS NumPy loaded, under the names NumPy's wheels
-    (scipy_openblas_*64_) or a system OpenBLAS give it; None where there is none (another BLAS, no /proc)."""
-    import ctypes
-
-    try:
-        with open("/proc/self/maps", encoding="utf-8") as maps:
-            paths = [line.split()[-1] for line in maps if "openblas" in line.lower()]
-        library = next((path for path in paths if "numpy" in path), paths[0] if paths else None)   # not SciPy's
-        lib = ctypes.CDLL(library) if library else None
-    except OSError:
-        return None
-    names = (f"scipy_openblas_{function}64_", f"openblas_{function}64_", f"openblas_{function}")
-    return next((getattr(lib, name) for name in names if hasattr(lib, name)), None) if lib else None
-
-
-@contextmanager
 def one_blas_thread():
-    """OpenBLAS on one thread inside the block, whatever OPENBLAS_NUM_THREADS was when NumPy loaded (a test
-    runner or a notebook may have imported NumPy first): one thread sums every product in one fixed order."""
-    get, set_threads = _openblas("get_num_threads"), _openblas("set_num_threads")
-    before = get() if get else None
-    if set_threads:
-        set_threads(1)
-    try:
-        yield
-    finally:
-        if set_threads and before:
-            set_threads(before)
+    """A block in which BLAS runs on one thread, whatever OPENBLAS_NUM_THREADS was when NumPy loaded (a test runner
+    or a notebook may have imported NumPy first): one thread sums every product in one fixed order."""
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def machine():
     """What decides the last bits of a float32 run on this CPU: the processor's model name (/proc/cpuinfo), the SIMD
     extensions NumPy dispatches on, the kernel set OpenBLAS picked at load time (its core name), NumPy's version."""
-    import ctypes
-
     from numpy._core import _multiarray_umath as umath
 
     model = platform.processor() or platform.machine()
@@ -143,12 +113,11 @@ def machine():
             model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), model)
     except OSError:
         pass
-    corename = _openblas("get_corename")
-    if corename is not None:
-        corename.restype = ctypes.c_char_p
+    openblas = sorted((lib for lib in threadpool_info() if lib["internal_api"] == "openblas"),
+                      key=lambda lib: "numpy" not in lib["filepath"])                       # NumPy's, not SciPy's
     return {"processor": model, "numpy_simd": sorted(name for name, on in umath.__cpu_features__.items() if on),
-            "openblas_core": corename().decode() if corename else "unknown", "python": platform.python_version(),
-            "numpy": np.__version__}
+            "openblas_core": openblas[0]["architecture"] if openblas else "unknown",
+            "python": platform.python_version(), "numpy": np.__version__}
 
 
 def same_machine(stored, here):
