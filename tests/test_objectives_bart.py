@@ -7,9 +7,10 @@ import pytest
 from scipy import stats
 
 from minigrad.backend import np
+from book.data.padding import pad_rows
 from book.objectives.bart import (SpanDraws, apply_sentence_permutation, apply_span_infilling, apply_token_deletion,
                                   denoising_batch, draw_sentence_permutation, draw_span_infilling,
-                                  draw_span_lengths, draw_token_deletion, infilling_mask, num_masked, pad_rows,
+                                  draw_span_lengths, draw_token_deletion, infilling_mask, num_masked,
                                   sentence_starts)
 
 M = 99                                                                   # the mask id in these examples

@@ -13,6 +13,7 @@ the content words 5 .. vocab_size - 1, written "w5", "w6", ... in text (ROUGE se
 from dataclasses import dataclass
 
 from minigrad.backend import np
+from book.data.padding import pad_rows
 
 PAD, BOS, EOS, STOP, CUE = 0, 1, 2, 3, 4
 FIRST_WORD = 5
@@ -25,13 +26,6 @@ class HighlightBatch:
     tgt_in: np.ndarray        # (B, T) int64 [BOS, summary[:-1]], PAD after the end
     targets: np.ndarray       # (B, T) int64 the summary ending in EOS, PAD after the end
     highlighted: list         # per document, the numbers of its highlighted sentences
-
-
-def _pad(rows, fill):
-    out = np.full((len(rows), max(len(r) for r in rows)), fill, dtype=np.int64)
-    for i, row in enumerate(rows):
-        out[i, :len(row)] = row
-    return out
 
 
 def highlight_documents(rng, batch_size, num_sentences, vocab_size=64, sentence_length=(2, 4), num_highlights=2,
@@ -81,8 +75,9 @@ def highlight_documents(rng, batch_size, num_sentences, vocab_size=64, sentence_
         sentence_numbers.append(numbers)
         summaries.append(summary + [EOS])
         highlighted.append(keys.tolist())
-    return HighlightBatch(_pad(documents, PAD), _pad(sentence_numbers, -1), _pad([[BOS] + s[:-1] for s in summaries],
-                          PAD), _pad(summaries, PAD), highlighted)
+    tgt_in = [[BOS] + s[:-1] for s in summaries]
+    return HighlightBatch(pad_rows(documents, PAD), pad_rows(sentence_numbers, -1), pad_rows(tgt_in, PAD),
+                          pad_rows(summaries, PAD), highlighted)
 
 
 def ids_to_text(ids):

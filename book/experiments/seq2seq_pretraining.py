@@ -26,7 +26,8 @@ from minigrad.backend import np
 from book.metrics.rouge import rouge_scores
 from book.experiments.pretraining_objectives import Pretrainer, evaluate_probe, sequences
 from book.models.seq2seq import Seq2SeqConfig, Seq2SeqTransformer
-from book.objectives.bart import apply_span_infilling, denoising_batch, draw_span_infilling, pad_rows
+from book.data.padding import pad_rows
+from book.objectives.bart import apply_span_infilling, denoising_batch, draw_span_infilling
 from book.objectives.e2s2 import E2S2Model, draw_and_apply_noise
 from book.objectives.mlm import IGNORE_INDEX
 

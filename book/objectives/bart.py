@@ -12,7 +12,7 @@ x~, the decoder predicts x token by token (teacher forcing), L = -sum_t log p(x_
 
 Every random choice is an array that can be passed in: `draw_*(..., rng)` draws it from a NumPy Generator,
 `apply_*` uses it. The functions work on one sequence (a 1-D id array) at a time, since the corrupted lengths
-differ; `pad_rows` then makes a batch.
+differ; `book.data.padding.pad_rows` then makes a batch.
 
 How the spans are placed (`draw_span_infilling`). The lengths are drawn until they add up to at least m and the
 last one is cut so that they add up to exactly m (as fairseq's DenoisingDataset does). The spans are then put
@@ -26,6 +26,7 @@ import math
 from collections import namedtuple
 
 from minigrad.backend import np
+from book.data.padding import pad_rows
 
 SpanDraws = namedtuple("SpanDraws", ["lengths", "gaps"])
 SpanDraws.__doc__ = """The draws of text infilling for one sequence: lengths int64 (k,), the spans' lengths in
@@ -151,17 +152,6 @@ def apply_token_deletion(tokens, deleted):
 
 
 # ---- batches for the encoder-decoder ----------------------------------------------------------------
-
-def pad_rows(rows, pad_id, length=None):
-    """int64 (B, L): the 1-D rows, right-padded with pad_id to the longest (or to `length`)."""
-    length = max(len(r) for r in rows) if length is None else length
-    out = np.full((len(rows), length), pad_id, dtype=np.int64)
-    for b, row in enumerate(rows):
-        if len(row) > length:
-            raise ValueError(f"pad_rows: row {b} has {len(row)} tokens, more than length {length}")
-        out[b, :len(row)] = row
-    return out
-
 
 def denoising_batch(originals, corrupted, pad_id, bos_id, eos_id):
     """(src, tgt_in, targets), int64: src = [bos] + corrupted + [eos] (B, S) (BART's <s> ... </s>); the decoder
